@@ -1,0 +1,738 @@
+/* main.c - nobrick-sim: a simulated device on a flash file.
+ *
+ * Each command opens the flash file (a persistent simulated NOR flash,
+ * ports/posix), mounts the boot journal as a reset would, runs one step
+ * of the real core (stage, boot, confirm, ...) and prints one line of
+ * JSON. Helpers (JSON, errors, parsing, opening) are in cli.c; the power
+ * cut sweep is in sweep.c.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "sweep.h"
+
+#define MIB (1024u * 1024u)
+#define NOPTS(o) (sizeof(o) / sizeof((o)[0]))
+
+/* ----------------------------------------------------------------- usage */
+
+static const char usage_main[] =
+    "usage: nobrick-sim COMMAND [OPTIONS]\n"
+    "\n"
+    "A simulated device: a flash file holding the boot journal and the\n"
+    "image slots, on which the real bootloader core runs. Every command\n"
+    "prints one line of JSON on stdout; on error also one line\n"
+    "'nobrick-sim: <what is wrong>' on stderr, and the JSON is\n"
+    "{\"ok\":false,\"error\":\"NB_ERR_...\",\"message\":\"...\"}.\n"
+    "\n"
+    "commands:\n"
+    "  init        create and provision a flash file\n"
+    "  stage       write an image into the inactive slot, mark it PENDING\n"
+    "  boot        run the bootloader once\n"
+    "  confirm     confirm the image on trial (the application's call)\n"
+    "  status      the boot journal's state and the flash wear\n"
+    "  lifecycle   move the lifecycle from development to production\n"
+    "  make-image  write a test image (64-byte header + payload)\n"
+    "  sweep       cut power at every point of update cycles, check recovery\n"
+    "  replay      re-run one sweep case from its replay ID\n"
+    "\n"
+    "'nobrick-sim COMMAND --help' shows the options of a command. Numbers\n"
+    "are decimal or hex with 0x: no sign, no suffix, no trailing text.\n"
+    "\n"
+    "exit status: 0 done; 1 failed or refused (files, device, images);\n"
+    "2 stopped by an injected power cut (--cut-at-op; the JSON then has\n"
+    "\"power_cut\":true and \"op\"); 64 bad command line (unknown command or\n"
+    "option, missing or malformed value): nothing was read or written.\n"
+    "Bad input never changes the flash file, except that a payload whose\n"
+    "SHA-256 does not match its header is only found after it was written\n"
+    "(see 'nobrick-sim stage --help').\n";
+
+static const char usage_init[] =
+    "usage: nobrick-sim init --flash F --layout ab|ab-swap|ab-factory|single\n"
+    "         [--sector-size N | --shape 4k|128k|mixed] [--write-size N]\n"
+    "         [--slot-size N] [--erase-value 0xff|0x00]\n"
+    "         [--lifecycle development|production] [--attempts N]\n"
+    "         [--factory IMG] [--image IMG] [--force]\n"
+    "\n"
+    "Create a flash file just large enough for the journal (two sectors)\n"
+    "and the slots of the layout, and provision it (every slot EMPTY).\n"
+    "  --layout L       ab: execute in place from A or B; ab-swap: fixed\n"
+    "                   execution slot A, B swapped in; ab-factory: A/B and a\n"
+    "                   factory image; single: one slot + recovery loader\n"
+    "  --sector-size N  uniform sectors of N bytes, 256 to 16 MiB, a multiple\n"
+    "                   of the write size (default 4096)\n"
+    "  --shape S        a named shape instead: 4k, 128k, or mixed (4 x 4 KiB,\n"
+    "                   2 x 16 KiB, then 32 KiB sectors)\n"
+    "  --write-size N   program unit: 1, 2, 4, 8, 16 or 32 (default 8)\n"
+    "  --slot-size N    bytes per slot, 1 to 256 MiB, rounded up to whole\n"
+    "                   sectors (default 131072; ab-swap: B has one more\n"
+    "                   swap unit, its largest sector)\n"
+    "  --erase-value V  0xff (default) or 0x00\n"
+    "  --lifecycle L    development (default) or production\n"
+    "  --attempts N     trial boots before a trial is rejected, 1 to 255\n"
+    "                   (default 3)\n"
+    "  --factory IMG    ab-factory only: write IMG as the factory image\n"
+    "  --image IMG      install IMG as the first confirmed image (stage,\n"
+    "                   boot, confirm: production-line programming)\n"
+    "  --force          replace F if it exists (refused otherwise)\n"
+    "The file is built beside F and renamed into place only when all of it\n"
+    "succeeded: a failed init leaves an existing F untouched.\n";
+
+static const char usage_cut[] =
+    "  --cut-at-op N    cut the power before flash operation N (a program or\n"
+    "                   an erase, counted from 0 when the file is opened):\n"
+    "                   the file keeps what the cut left, exit status 2\n"
+    "  --torn           tear operation N instead (a partial program, a half\n"
+    "                   erased sector)\n"
+    "  --seed S         seed of the torn content (default 0)\n";
+
+static const char usage_stage[] =
+    "usage: nobrick-sim stage --flash F --image IMG [--cut-at-op N [--torn]\n"
+    "         [--seed S]]\n"
+    "\n"
+    "Stream IMG into the inactive slot as an update agent would (1 KiB\n"
+    "chunks), read the slot back and verify it, then mark it PENDING: the\n"
+    "next boot tries it once. Refused before anything is written: a file\n"
+    "shorter than the 64-byte header, a bad header, a file length other\n"
+    "than the header's size, an image larger than the slot, a security\n"
+    "version below the floor in production (allowed with a warning in\n"
+    "development), an update on trial, a swap not yet finished.\n"
+    "A payload whose SHA-256 does not match its header is found only when\n"
+    "its last byte is in (as on a device): the command fails with\n"
+    "NB_ERR_CORRUPT and the slot stays RECEIVING, which never boots; the\n"
+    "confirmed image is untouched. (Single-slot layout: the update\n"
+    "overwrites the only slot, so until a good image is staged and boots\n"
+    "the device stays in recovery.)\n"
+    "Output: slot, version, security_version, size, state (PENDING),\n"
+    "downgrade, and the flash operations used (ops, prog_ops, erase_ops,\n"
+    "bytes_written).\n";
+
+static const char usage_boot[] =
+    "usage: nobrick-sim boot --flash F [--cut-at-op N [--torn] [--seed S]]\n"
+    "\n"
+    "Reset and run the bootloader once: finish an interrupted swap, start or\n"
+    "count a trial, reject what fails, fall back to the confirmed, previous\n"
+    "or factory image, else stay in recovery. Prints what boots:\n"
+    "outcome \"image\" (slot, addr, version, security_version, state TRIAL or\n"
+    "CONFIRMED, attempts) or \"recovery\".\n";
+
+static const char usage_confirm[] =
+    "usage: nobrick-sim confirm --flash F [--cut-at-op N [--torn] [--seed "
+    "S]]\n"
+    "\n"
+    "Confirm the image on trial (what the application does once healthy):\n"
+    "it becomes the active image and the security floor rises to its\n"
+    "security version. With nothing on trial and a confirmed image, does\n"
+    "nothing (\"changed\":false).\n";
+
+static const char usage_status[] =
+    "usage: nobrick-sim status --flash F\n"
+    "\n"
+    "Print the newest boot journal record (seq, layout, lifecycle, active,\n"
+    "floor, attempt_limit, op, op_pos, slots), the layout and geometry, and\n"
+    "the flash wear (largest and total sector erase counts). Writes "
+    "nothing.\n";
+
+static const char usage_lifecycle[] =
+    "usage: nobrick-sim lifecycle --flash F --set production|development\n"
+    "         [--cut-at-op N [--torn] [--seed S]]\n"
+    "\n"
+    "Move the lifecycle. Only development -> production is allowed: a\n"
+    "device in production refuses lower security versions, and never goes\n"
+    "back.\n";
+
+static const char usage_make_image[] =
+    "usage: nobrick-sim make-image --version M.m.p --security-version N\n"
+    "         --size BYTES --out IMG [--seed S]\n"
+    "\n"
+    "Write a test image: the 64-byte header (magic, sizes, version,\n"
+    "security version, SHA-256) then BYTES bytes of reproducible payload.\n"
+    "The file is BYTES + 64 bytes long.\n"
+    "  --version V           M and m 0 to 255, p 0 to 65535\n"
+    "  --security-version N  0 to 4294967295\n"
+    "  --size BYTES          payload bytes, 0 to 256 MiB\n"
+    "  --out IMG             file to write (replaced if it exists)\n"
+    "  --seed S              payload seed (default: from the version and\n"
+    "                        security version)\n"
+    "Output: sha256 is the image digest stored in the header (over header\n"
+    "bytes 0..31 and the payload); file_sha256 is what sha256sum prints.\n";
+
+/* Help on stdout (exit 0) for rc 1 from cli_parse; otherwise pass rc on. */
+static int help(int rc, const char *text, int cut)
+{
+    if (rc != 1)
+        return rc;
+    fputs(text, stdout);
+    if (cut)
+        fputs(usage_cut, stdout);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ init */
+
+/* Provision the new device, then the factory and first images. */
+static int provision(struct simdev *sd, uint8_t lc, uint8_t attempts,
+                     const char *fpath, const uint8_t *fimg, uint32_t flen,
+                     const char *ipath, const uint8_t *img, uint32_t len)
+{
+    nb_err err = nb_device_provision(&sd->dev, &sd->cfg, lc, attempts);
+    if (err)
+        return cli_dev_error("provisioning", sd, err);
+    if (fimg && (err = simdev_factory(sd, fimg, flen)) != NB_OK) {
+        if (err == NB_ERR_CORRUPT)
+            return cli_fail(CLI_EXIT_FAIL, err,
+                            "%s: the payload does not match the header's "
+                            "SHA-256",
+                            fpath);
+        return cli_dev_error("writing the factory image", sd, err);
+    }
+    if (!img)
+        return 0;
+    struct nb_boot_result res;
+    int down = 0;
+    err = simdev_stage(sd, img, len, &down);
+    if (err == NB_ERR_CORRUPT)
+        return cli_fail(CLI_EXIT_FAIL, err,
+                        "%s: the payload does not match the header's SHA-256",
+                        ipath);
+    if (!err)
+        err = simdev_boot(sd, &res);
+    if (!err && (res.outcome != NB_BOOT_IMAGE || res.state != NB_SLOT_TRIAL))
+        return cli_fail(CLI_EXIT_FAIL, NB_ERR_STATE,
+                        "%s: the first image did not boot on trial", ipath);
+    if (!err)
+        err = simdev_confirm(sd);
+    return err ? cli_dev_error("installing the first image", sd, err) : 0;
+}
+
+static int cmd_init(int argc, char **argv)
+{
+    struct cli_opt o[] = {
+        {"--flash", CLI_VALUE, 0, 0},     {"--layout", CLI_VALUE, 0, 0},
+        {"--sector-size", CLI_VALUE, 0, 0}, {"--shape", CLI_VALUE, 0, 0},
+        {"--write-size", CLI_VALUE, 0, 0}, {"--slot-size", CLI_VALUE, 0, 0},
+        {"--erase-value", CLI_VALUE, 0, 0}, {"--lifecycle", CLI_VALUE, 0, 0},
+        {"--attempts", CLI_VALUE, 0, 0},  {"--image", CLI_VALUE, 0, 0},
+        {"--factory", CLI_VALUE, 0, 0},   {"--force", CLI_FLAG, 0, 0},
+    };
+    const char *c = "init";
+    int rc = cli_parse(c, argc, argv, o, NOPTS(o));
+    if (rc)
+        return help(rc, usage_init, 0);
+    const char *path = o[0].value, *shape = o[3].value;
+    const char *ipath = o[9].value, *fpath = o[10].value;
+    uint64_t sector = 4096, ws = 8, slot = 131072, ev = 0xFF, att = 3;
+    if (!path || !o[1].value)
+        return cli_usage(c, "%s is required", path ? "--layout" : "--flash");
+    uint8_t kind = cli_layout_kind(o[1].value);
+    if (!kind)
+        return cli_usage(c, "unknown layout '%s' (ab, ab-swap, ab-factory "
+                         "or single)", o[1].value);
+    if (o[2].set && shape)
+        return cli_usage(c, "--sector-size and --shape exclude each other");
+    if (shape && strcmp(shape, "4k") && strcmp(shape, "128k") &&
+        strcmp(shape, "mixed"))
+        return cli_usage(c, "unknown shape '%s' (4k, 128k or mixed)", shape);
+    if ((o[4].set && cli_u64(c, "--write-size", o[4].value, 1, 32, &ws)) ||
+        (o[2].set &&
+         cli_u64(c, "--sector-size", o[2].value, 256, 16 * MIB, &sector)) ||
+        (o[5].set && cli_u64(c, "--slot-size", o[5].value, 1, 256 * MIB,
+                             &slot)) ||
+        (o[6].set && cli_u64(c, "--erase-value", o[6].value, 0, 255, &ev)) ||
+        (o[8].set && cli_u64(c, "--attempts", o[8].value, 1, 255, &att)))
+        return CLI_EXIT_USAGE;
+    if (ws & (ws - 1))
+        return cli_usage(c, "--write-size %" PRIu64 " is not 1, 2, 4, 8, 16 "
+                         "or 32", ws);
+    if (sector % ws)
+        return cli_usage(c, "--sector-size %" PRIu64 " is not a multiple of "
+                         "the write size %" PRIu64, sector, ws);
+    if (ev != 0xFF && ev != 0x00)
+        return cli_usage(c, "--erase-value must be 0xff or 0x00");
+    uint8_t lc = NB_LIFECYCLE_DEVELOPMENT;
+    if (o[7].set && !(lc = cli_lifecycle(o[7].value)))
+        return cli_usage(c, "unknown lifecycle '%s' (development or "
+                         "production)", o[7].value);
+    if (fpath && kind != NB_LAYOUT_AB_FACTORY)
+        return cli_usage(c, "--factory needs --layout ab-factory");
+
+    struct nb_simflash_geometry g = {0};
+    struct nb_layout l;
+    g.write_size = (uint32_t)ws;
+    g.erase_value = (uint8_t)ev;
+    rc = cli_plan(shape, (uint32_t)sector, kind, (uint32_t)slot, &g, &l);
+    if (rc)
+        return rc;
+    if (!o[11].set && access(path, F_OK) == 0)
+        return cli_fail(CLI_EXIT_FAIL, NB_ERR_DENIED,
+                        "%s: already exists (use --force to replace it)",
+                        path);
+
+    /* Read and check the images before creating anything. */
+    uint8_t *img = NULL, *fimg = NULL;
+    uint32_t len = 0, flen = 0;
+    struct nb_image_info info;
+    unsigned first = kind == NB_LAYOUT_AB_SWAP ? 1 : 0;
+    if ((fpath && cli_read_image(fpath, nb_layout_capacity(&l, 2), &fimg,
+                                 &flen, &info)) ||
+        (ipath && cli_read_image(ipath, nb_layout_capacity(&l, first), &img,
+                                 &len, &info))) {
+        free(fimg);
+        return CLI_EXIT_FAIL;
+    }
+
+    struct simdev *sd = calloc(1, sizeof(*sd));
+    char *tmp = malloc(strlen(path) + 32);
+    uint8_t blob[NB_SIMFLASH_USER_MAX];
+    size_t blen;
+    if (!sd || !tmp) {
+        rc = cli_fail(CLI_EXIT_FAIL, NB_ERR_NOMEM, "out of memory");
+        goto out;
+    }
+    sd->board.layout = l;
+    blen = simdev_board_encode(&sd->board, blob, sizeof(blob));
+    sprintf(tmp, "%s.init-%ld.tmp", path, (long)getpid());
+    nb_err err = nb_simflash_create_file(&sd->sim, tmp, &g, blob, blen);
+    if (err) {
+        rc = cli_fail(CLI_EXIT_FAIL, err, "%s: cannot create the flash file "
+                      "(%s)", path, err == NB_ERR_NOENT
+                          ? "no such directory" : "permissions or space?");
+        goto out;
+    }
+    simdev_bind(sd);
+    rc = provision(sd, lc, (uint8_t)att, fpath, fimg, flen, ipath, img, len);
+    if (!rc && (err = simdev_open(sd)) != NB_OK)
+        rc = cli_dev_error("re-reading the journal", sd, err);
+    struct json j;
+    json_init(&j);
+    if (!rc) {
+        json_bool(&j, "ok", 1);
+        json_str(&j, "command", c);
+        json_str(&j, "flash", path);
+        cli_json_board(&j, sd);
+        json_u64(&j, "attempt_limit", sd->dev.state.attempt_limit);
+        if (fpath)
+            cli_json_slot(&j, "factory", sd, 2);
+        if (ipath)
+            cli_json_slot(&j, "image", sd, sd->dev.state.active);
+    }
+    nb_simflash_close(sd->sim);
+    sd->sim = NULL;
+    if (!rc)
+        rc = cli_place(tmp, path, o[11].set);
+    if (rc) {
+        unlink(tmp);
+        json_free(&j);
+    } else {
+        json_emit(&j);
+    }
+out:
+    if (sd)
+        nb_crypto_mbedtls_free(&sd->crypto, &sd->mc);
+    free(sd);
+    free(tmp);
+    free(img);
+    free(fimg);
+    return rc;
+}
+
+/* -------------------------------------------------- stage, boot, confirm */
+
+#define CUT_OPTS                                                             \
+    {"--cut-at-op", CLI_VALUE, 0, 0}, {"--torn", CLI_FLAG, 0, 0},            \
+        {"--seed", CLI_VALUE, 0, 0}
+
+/* Parse a device command: --flash first in `o`, cut options last. */
+static int dev_cmd(const char *c, int argc, char **argv, struct cli_opt *o,
+                   size_t n, const char *usage, struct cli_cut *cut,
+                   struct simdev **sd)
+{
+    int rc = cli_parse(c, argc, argv, o, n);
+    if (rc)
+        return help(rc, usage, cli_opt(o, n, "--cut-at-op") != NULL);
+    for (size_t i = 0; i < n; i++)
+        if (o[i].kind == CLI_VALUE && !o[i].set &&
+            (i == 0 || strcmp(o[i].name, "--image") == 0 ||
+             strcmp(o[i].name, "--set") == 0))
+            return cli_usage(c, "%s is required", o[i].name);
+    struct cli_opt *set = cli_opt(o, n, "--set");
+    if (set && !cli_lifecycle(set->value))
+        return cli_usage(c, "unknown lifecycle '%s' (development or "
+                         "production)", set->value);
+    memset(cut, 0, sizeof(*cut));
+    if (cli_opt(o, n, "--cut-at-op") && cli_cut_parse(c, o, n, cut))
+        return CLI_EXIT_USAGE;
+    *sd = cli_dev_open(o[0].value, &rc);
+    return *sd ? 0 : rc;
+}
+
+/* JSON head of a successful device command. */
+static void ok_head(struct json *j, const char *c, const struct cli_cut *cut)
+{
+    json_init(j);
+    json_bool(j, "ok", 1);
+    json_str(j, "command", c);
+    if (cut->armed)
+        json_bool(j, "power_cut", 0); /* the cut was past the last op */
+}
+
+static int stage_error(struct simdev *sd, const char *ipath,
+                       const struct nb_image_info *info, nb_err err)
+{
+    const struct nb_state *st = &sd->dev.state;
+    int t = cli_find_slot(sd, NB_SLOT_TRIAL);
+    int r = cli_find_slot(sd, NB_SLOT_RECEIVING);
+    switch (err) {
+    case NB_ERR_DENIED:
+        return cli_fail(CLI_EXIT_FAIL, err, "%s: security version %" PRIu32
+                        " is below the floor %" PRIu32 ": refused in "
+                        "production (nothing written)", ipath, info->svn,
+                        st->floor);
+    case NB_ERR_NOSPC:
+        return cli_fail(CLI_EXIT_FAIL, err, "%s: the image (%" PRIu32
+                        " bytes) does not fit the slot the update goes to "
+                        "(nothing written)", ipath, info->size);
+    case NB_ERR_CORRUPT:
+        if (r >= 0)
+            return cli_fail(CLI_EXIT_FAIL, err, "%s: the payload does not "
+                            "match the header's SHA-256; slot %s is left "
+                            "RECEIVING and never boots (%s)", ipath,
+                            cli_slot_name((unsigned)r),
+                            st->layout == NB_LAYOUT_SINGLE
+                                ? "single slot: recovery until a good "
+                                  "image is staged"
+                                : "the confirmed image is untouched");
+        break;
+    case NB_ERR_STATE:
+        if (st->op == NB_OP_NONE && t >= 0)
+            return cli_fail(CLI_EXIT_FAIL, err, "slot %s is on trial: "
+                            "confirm it or let it revert (boot) before "
+                            "staging another image (nothing written)",
+                            cli_slot_name((unsigned)t));
+        if (st->op == NB_OP_NONE && st->layout == NB_LAYOUT_AB_SWAP &&
+            st->active == 1)
+            return cli_fail(CLI_EXIT_FAIL, err, "the confirmed image is "
+                            "in slot B: run boot to bring it back to A "
+                            "first (nothing written)");
+        break;
+    default:
+        break;
+    }
+    return cli_dev_error("stage", sd, err);
+}
+
+static int cmd_stage(int argc, char **argv)
+{
+    struct cli_opt o[] = {{"--flash", CLI_VALUE, 0, 0},
+                          {"--image", CLI_VALUE, 0, 0}, CUT_OPTS};
+    struct simdev *sd = NULL;
+    struct cli_cut cut;
+    struct nb_image_info info;
+    uint8_t *img = NULL;
+    uint32_t len;
+    int rc = dev_cmd("stage", argc, argv, o, NOPTS(o), usage_stage, &cut, &sd);
+    if (rc || !sd)
+        return rc;
+    uint32_t cap = cli_update_capacity(&sd->dev.cfg.layout);
+    rc = cli_read_image(o[1].value, cap, &img, &len, &info);
+    if (rc)
+        goto out;
+    cli_cut_arm(sd, &cut);
+    int down = 0;
+    nb_err err = simdev_stage(sd, img, len, &down);
+    if (down)
+        fprintf(stderr, "warning: security version %" PRIu32 " is below the "
+                "floor %" PRIu32 " (allowed in development)\n", info.svn,
+                sd->dev.state.floor);
+    if ((rc = cli_power_cut(sd, &cut)) >= 0)
+        goto out;
+    if (err) {
+        rc = stage_error(sd, o[1].value, &info, err);
+        goto out;
+    }
+    int p = cli_find_slot(sd, NB_SLOT_PENDING);
+    struct json j;
+    ok_head(&j, "stage", &cut);
+    json_u64(&j, "slot", p < 0 ? 0 : (unsigned)p);
+    json_version(&j, "version", info.version);
+    json_u64(&j, "security_version", info.svn);
+    json_u64(&j, "size", info.size);
+    json_str(&j, "state", nb_slot_state_name(p < 0 ? 0
+                                           : sd->dev.state.slot[p].state));
+    json_bool(&j, "downgrade", down);
+    cli_json_ops(&j, sd);
+    json_emit(&j);
+    rc = 0;
+out:
+    free(img);
+    cli_dev_close(sd);
+    return rc;
+}
+
+static int cmd_boot(int argc, char **argv)
+{
+    struct cli_opt o[] = {{"--flash", CLI_VALUE, 0, 0}, CUT_OPTS};
+    struct simdev *sd = NULL;
+    struct cli_cut cut;
+    struct nb_boot_result res;
+    int rc = dev_cmd("boot", argc, argv, o, NOPTS(o), usage_boot, &cut, &sd);
+    if (rc || !sd)
+        return rc;
+    cli_cut_arm(sd, &cut);
+    nb_err err = simdev_boot(sd, &res);
+    if ((rc = cli_power_cut(sd, &cut)) >= 0)
+        goto out;
+    if (err) {
+        rc = cli_dev_error("boot", sd, err);
+        goto out;
+    }
+    struct json j;
+    ok_head(&j, "boot", &cut);
+    if (res.outcome == NB_BOOT_IMAGE) {
+        if (res.downgrade)
+            fprintf(stderr, "warning: booting security version %" PRIu32
+                    " below the floor %" PRIu32 " (allowed in "
+                    "development)\n", res.image.svn, sd->dev.state.floor);
+        json_str(&j, "outcome", "image");
+        json_u64(&j, "slot", res.slot);
+        json_str(&j, "name", cli_slot_name(res.slot));
+        json_u64(&j, "addr", res.addr);
+        json_version(&j, "version", res.image.version);
+        json_u64(&j, "security_version", res.image.svn);
+        json_u64(&j, "size", res.image.size);
+        json_str(&j, "state", nb_slot_state_name(res.state));
+        json_u64(&j, "attempts", res.attempts);
+        json_bool(&j, "downgrade", res.downgrade);
+    } else {
+        json_str(&j, "outcome", "recovery");
+    }
+    cli_json_ops(&j, sd);
+    json_emit(&j);
+    rc = 0;
+out:
+    cli_dev_close(sd);
+    return rc;
+}
+
+static int cmd_confirm(int argc, char **argv)
+{
+    struct cli_opt o[] = {{"--flash", CLI_VALUE, 0, 0}, CUT_OPTS};
+    struct simdev *sd = NULL;
+    struct cli_cut cut;
+    int rc = dev_cmd("confirm", argc, argv, o, NOPTS(o), usage_confirm, &cut,
+                     &sd);
+    if (rc || !sd)
+        return rc;
+    int trial = cli_find_slot(sd, NB_SLOT_TRIAL);
+    cli_cut_arm(sd, &cut);
+    nb_err err = simdev_confirm(sd);
+    if ((rc = cli_power_cut(sd, &cut)) >= 0)
+        goto out;
+    if (err == NB_ERR_STATE && sd->dev.state.op == NB_OP_NONE)
+        rc = cli_fail(CLI_EXIT_FAIL, err, "nothing to confirm: no image is "
+                      "on trial and none is confirmed (stage and boot one)");
+    else if (err)
+        rc = cli_dev_error("confirm", sd, err);
+    if (err)
+        goto out;
+    struct json j;
+    const struct nb_state *st = &sd->dev.state;
+    ok_head(&j, "confirm", &cut);
+    json_bool(&j, "changed", trial >= 0);
+    json_u64(&j, "slot", st->active);
+    json_version(&j, "version", st->slot[st->active].version);
+    json_u64(&j, "security_version", st->slot[st->active].svn);
+    json_str(&j, "state", nb_slot_state_name(st->slot[st->active].state));
+    json_u64(&j, "floor", st->floor);
+    cli_json_ops(&j, sd);
+    json_emit(&j);
+    rc = 0;
+out:
+    cli_dev_close(sd);
+    return rc;
+}
+
+/* ------------------------------------------------ status, lifecycle */
+
+static int cmd_status(int argc, char **argv)
+{
+    struct cli_opt o[] = {{"--flash", CLI_VALUE, 0, 0}};
+    struct simdev *sd = NULL;
+    struct cli_cut cut;
+    int rc = dev_cmd("status", argc, argv, o, NOPTS(o), usage_status, &cut,
+                     &sd);
+    if (rc || !sd)
+        return rc;
+    const struct nb_state *st = &sd->dev.state;
+    uint64_t wmax = 0, wtotal = 0;
+    for (uint32_t i = 0; i < nb_simflash_sector_count(sd->sim); i++) {
+        uint32_t e = nb_simflash_erase_count(sd->sim, i);
+        wtotal += e;
+        wmax = e > wmax ? e : wmax;
+    }
+    struct json j;
+    ok_head(&j, "status", &cut);
+    json_u64(&j, "seq", st->seq);
+    cli_json_board(&j, sd);
+    json_u64(&j, "active", st->active);
+    json_u64(&j, "floor", st->floor);
+    json_u64(&j, "attempt_limit", st->attempt_limit);
+    json_str(&j, "op", cli_op_name(st->op));
+    json_u64(&j, "op_pos", st->op_pos);
+    json_u64(&j, "progress", st->progress);
+    json_arr(&j, "slots");
+    for (unsigned i = 0; i < nb_layout_slot_count(st->layout); i++)
+        cli_json_slot(&j, NULL, sd, i);
+    json_end(&j);
+    json_obj(&j, "wear");
+    json_u64(&j, "max", wmax);
+    json_u64(&j, "total", wtotal);
+    json_end(&j);
+    json_emit(&j);
+    cli_dev_close(sd);
+    return 0;
+}
+
+static int cmd_lifecycle(int argc, char **argv)
+{
+    struct cli_opt o[] = {{"--flash", CLI_VALUE, 0, 0},
+                          {"--set", CLI_VALUE, 0, 0}, CUT_OPTS};
+    const char *c = "lifecycle";
+    struct simdev *sd = NULL;
+    struct cli_cut cut;
+    int rc;
+    rc = dev_cmd(c, argc, argv, o, NOPTS(o), usage_lifecycle, &cut, &sd);
+    if (rc || !sd)
+        return rc;
+    uint8_t lc = cli_lifecycle(o[1].value), was = sd->dev.state.lifecycle;
+    cli_cut_arm(sd, &cut);
+    nb_err err = nb_device_set_lifecycle(&sd->dev, lc);
+    if ((rc = cli_power_cut(sd, &cut)) >= 0)
+        goto out;
+    if (err == NB_ERR_DENIED)
+        rc = cli_fail(CLI_EXIT_FAIL, err, "the lifecycle is production and "
+                      "never goes back to development (that would reopen "
+                      "downgrades on a fielded device)");
+    else if (err)
+        rc = cli_dev_error("lifecycle", sd, err);
+    if (err)
+        goto out;
+    struct json j;
+    ok_head(&j, c, &cut);
+    json_str(&j, "lifecycle", nb_lifecycle_name(lc));
+    json_str(&j, "previous", nb_lifecycle_name(was));
+    json_bool(&j, "changed", lc != was);
+    cli_json_ops(&j, sd);
+    json_emit(&j);
+    rc = 0;
+out:
+    cli_dev_close(sd);
+    return rc;
+}
+
+/* ------------------------------------------------------------ make-image */
+
+static int cmd_make_image(int argc, char **argv)
+{
+    struct cli_opt o[] = {
+        {"--version", CLI_VALUE, 0, 0},
+        {"--security-version", CLI_VALUE, 0, 0},
+        {"--size", CLI_VALUE, 0, 0},
+        {"--out", CLI_VALUE, 0, 0},
+        {"--seed", CLI_VALUE, 0, 0},
+    };
+    const char *c = "make-image";
+    int rc = cli_parse(c, argc, argv, o, NOPTS(o));
+    if (rc)
+        return help(rc, usage_make_image, 0);
+    for (unsigned i = 0; i < 4; i++)
+        if (!o[i].set)
+            return cli_usage(c, "%s is required", o[i].name);
+    uint32_t version;
+    uint64_t svn, size, seed = 0;
+    if (cli_version(c, "--version", o[0].value, &version) ||
+        cli_u64(c, "--security-version", o[1].value, 0, UINT32_MAX, &svn) ||
+        cli_u64(c, "--size", o[2].value, 0, 256 * MIB, &size) ||
+        (o[4].set && cli_u64(c, "--seed", o[4].value, 0, UINT64_MAX, &seed)))
+        return CLI_EXIT_USAGE;
+    if (!o[4].set)
+        seed = (uint64_t)version << 32 | svn;
+    uint32_t total = (uint32_t)size + NB_IMAGE_HDR_SIZE;
+    uint8_t *buf = malloc(total), digest[NB_SHA256_LEN];
+    struct nb_mbedtls_crypto mc;
+    struct nb_crypto crypto;
+    if (!buf)
+        return cli_fail(CLI_EXIT_FAIL, NB_ERR_NOMEM, "out of memory");
+    nb_crypto_mbedtls_init(&crypto, &mc);
+    nb_err err = simdev_make_image(&crypto, version, (uint32_t)svn,
+                                   (uint32_t)size, seed, buf);
+    if (!err)
+        err = nb_sha256(&crypto, buf, total, digest);
+    if (err) {
+        rc = cli_fail(CLI_EXIT_FAIL, err, "cannot hash the image");
+        goto out;
+    }
+    FILE *f = fopen(o[3].value, "wb");
+    if (!f) {
+        rc = cli_fail(CLI_EXIT_FAIL, errno == ENOENT ? NB_ERR_NOENT
+                      : NB_ERR_IO, "%s: cannot create: %s", o[3].value,
+                      strerror(errno));
+        goto out;
+    }
+    int bad = fwrite(buf, 1, total, f) != total;
+    bad |= fclose(f) != 0;
+    if (bad) {
+        unlink(o[3].value);
+        rc = cli_fail(CLI_EXIT_FAIL, NB_ERR_IO, "%s: write failed (disk "
+                      "full?)", o[3].value);
+        goto out;
+    }
+    struct json j;
+    json_init(&j);
+    json_bool(&j, "ok", 1);
+    json_str(&j, "command", c);
+    json_str(&j, "out", o[3].value);
+    json_version(&j, "version", version);
+    json_u64(&j, "security_version", svn);
+    json_u64(&j, "payload_size", size);
+    json_u64(&j, "size", total);
+    json_hex(&j, "sha256", buf + 32, NB_SHA256_LEN);
+    json_hex(&j, "file_sha256", digest, NB_SHA256_LEN);
+    json_emit(&j);
+out:
+    nb_crypto_mbedtls_free(&crypto, &mc);
+    free(buf);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ main */
+
+int main(int argc, char **argv)
+{
+    static const struct {
+        const char *name;
+        int (*run)(int argc, char **argv);
+    } cmds[] = {
+        {"init", cmd_init},         {"stage", cmd_stage},
+        {"boot", cmd_boot},         {"confirm", cmd_confirm},
+        {"status", cmd_status},     {"lifecycle", cmd_lifecycle},
+        {"make-image", cmd_make_image}, {"sweep", sweep_main},
+        {"replay", replay_main},
+    };
+    if (argc < 2)
+        return cli_usage(NULL, "missing command");
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        fputs(usage_main, stdout);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+        if (strcmp(argv[1], cmds[i].name) == 0)
+            return cmds[i].run(argc - 1, argv + 1);
+    return cli_usage(NULL, "unknown command '%s'", argv[1]);
+}
