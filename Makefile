@@ -5,14 +5,21 @@
 #                 (ASan+UBSan, -O1), then the Cortex-M core check (make arm)
 #   make deps     install the Debian packages below that are missing
 #   make arm      core/ built for Cortex-M4 (-Os): undefined symbols + .text size
-#   make soak     long runs: ctest with NOBRICK_SOAK=1 (longer sweeps)
+#   make arm-bootloader  Cortex-M bootloader with mbedTLS: flash cost of the
+#                 signature check, QEMU run (downloads mbedTLS' Debian source)
+#   make fuzz     libFuzzer on the manifest parser and CBOR reader (clang)
+#   make soak     long runs: ctest with NOBRICK_SOAK=1 (longer sweeps, fuzzing)
 #   make clean    remove the build trees
 
 # The Debian packages the project needs: one list, later issues add to it.
 DEB_PACKAGES := build-essential cmake pkg-config \
 	libcmocka-dev libmbedtls-dev libssl-dev \
 	gcc-arm-none-eabi libnewlib-arm-none-eabi binutils-arm-none-eabi \
-	softhsm2 libp11-kit-dev libjansson-dev
+	softhsm2 libp11-kit-dev libjansson-dev \
+	clang-14 libclang-rt-14-dev \
+	libcurl4-openssl-dev nginx-light vsftpd openssl \
+	libmicrohttpd-dev curl \
+	libmosquitto-dev mosquitto
 
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
@@ -40,7 +47,7 @@ CONFIG_NORMAL = -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 CONFIG_ASAN = -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 	-DCMAKE_C_FLAGS_RELWITHDEBINFO="-O1 -g" -DNB_SANITIZE=ON
 
-.PHONY: all build build-asan deps test test-normal test-asan arm soak clean
+.PHONY: all build build-asan deps test test-normal test-asan arm fuzz soak clean
 
 all: build
 
@@ -74,7 +81,7 @@ deps:
 # Every part runs even when an earlier one fails (-k); the exit status is
 # non-zero if any failed.
 test: deps
-	@$(MAKE) --no-print-directory -k test-normal test-asan arm \
+	@$(MAKE) --no-print-directory -k test-normal test-asan arm fuzz \
 		|| { echo "make test: FAILED (see above)"; exit 1; }
 	@echo "make test: all passed"
 
@@ -96,6 +103,23 @@ test-asan:
 arm:
 	@bash scripts/arm-core-check.sh || { echo "make test: Cortex-M core check FAILED"; exit 1; }
 
+# A real Cortex-M4/M3 bootloader (ports/cortex-m: core + mbedTLS 2.28 +
+# QEMU mps2 board port): what the signature check adds to flash, and a run
+# under QEMU when qemu-system-arm is installed. Not part of make test: it
+# downloads mbedTLS' source package from Debian (into build-arm-boot/).
+.PHONY: arm-bootloader
+arm-bootloader:
+	@bash scripts/arm-bootloader.sh
+
+# libFuzzer (clang): the manifest parser FUZZ_SECONDS, the CBOR reader a
+# third of that. Seeded from build/nobrick-sim when it is built (make test
+# runs test-normal first).
+FUZZ_SECONDS ?= 60
+fuzz:
+	@NOBRICK_SIM=$(BUILD)/nobrick-sim bash scripts/fuzz.sh build-fuzz \
+		$(FUZZ_SECONDS) $$(( $(FUZZ_SECONDS) / 3 )) \
+		|| { echo "make test: fuzzing FAILED"; exit 1; }
+
 # Placeholder until the long sweep variants exist: the same tests with
 # NOBRICK_SOAK=1 (scripts read it to run --double and random seeds).
 soak:
@@ -103,7 +127,8 @@ soak:
 	$(CMAKE_BUILD) $(BUILD) --parallel $(JOBS)
 	NOBRICK_SOAK=1 $(CTEST) --test-dir $(BUILD) --output-on-failure -j$(JOBS); \
 		rc=$$?; cmake -S . -B $(BUILD) -DNB_TEST_TIMEOUT=$(TEST_TIMEOUT) >/dev/null; \
+		NOBRICK_SIM=$(BUILD)/nobrick-sim bash scripts/fuzz.sh build-fuzz 1800 600 || rc=1; \
 		exit $$rc
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) build-arm
+	rm -rf $(BUILD) $(ASAN_BUILD) build-arm build-arm-boot build-fuzz

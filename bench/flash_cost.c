@@ -1,14 +1,18 @@
 /* flash_cost - what one upgrade and one revert cost the flash, per layout.
  *
- * 128 KiB slots, 4 KiB sectors, 8-byte writes, images of 102,472 bytes
- * (header included). For each layout: provision, install v1 and confirm
- * it, then measure
- *   upgrade: stage v2 (the download), trial boot (the install: a swap in
+ * 128 KiB slots, 4 KiB sectors, 8-byte writes, signed test packages
+ * (lib/nb_testpkg.h) of 102,472 bytes in the slot: container header,
+ * manifest, zero padding and payload (the payload size is chosen so that
+ * payload offset + payload size is exactly that). For each layout:
+ * provision, install v1 and confirm it, then measure
+ *   upgrade: stage v2 (the download: manifest, payload block by block,
+ *            then the rest of the slot erased), trial boot (the install: a
+ *            swap in
  *            ab-swap), confirm, boot;
  *   revert:  stage v3, trial boot, resets without confirming until the
  *            confirmed v2 runs again.
  * Printed per phase: sector erases, program operations, bytes programmed
- * outside the journal (and as a multiple of the image size), journal
+ * outside the journal (and as a multiple of the package size), journal
  * bytes, and fault points (program + erase operations: every one is a
  * place power can fail, and the sweep tests each).
  */
@@ -80,6 +84,33 @@ static void add(struct counts *a, const struct counts *b)
     a->journal_bytes += b->journal_bytes;
 }
 
+/* A test package of exactly IMAGE_SIZE bytes in the slot: the payload
+ * offset depends on the manifest's length, which depends on the payload
+ * size (one digest per block), so settle the two. */
+static void make_package(struct simdev *sd, uint32_t version, uint32_t svn,
+                         uint64_t seed, struct nb_buf *out)
+{
+    uint32_t poff = 512;
+    for (int round = 0; round < 6; round++) {
+        struct nb_manifest m;
+        nb_err err = simdev_make_package(sd, version, svn, IMAGE_SIZE - poff,
+                                         seed, out);
+        if (!err)
+            err = nb_manifest_parse_unverified(
+                &sd->crypto, out->p + NB_PKG_HDR_SIZE,
+                (uint32_t)out->p[8] | (uint32_t)out->p[9] << 8 |
+                    (uint32_t)out->p[10] << 16 | (uint32_t)out->p[11] << 24,
+                &m);
+        if (err)
+            die("make package", err);
+        if (out->len == IMAGE_SIZE)
+            return;
+        poff = m.payload_offset;
+        nb_buf_free(out);
+    }
+    die("no package of exactly the image size", NB_ERR_INVAL);
+}
+
 static void run(uint8_t kind)
 {
     static struct simdev sd;
@@ -88,7 +119,7 @@ static void run(uint8_t kind)
                                      .region_count = 1,
                                      .regions = {{8 * SLOT_SIZE / 4096, 4096}}};
     struct nb_boot_result res;
-    static uint8_t img[3][IMAGE_SIZE];
+    struct nb_buf img[3] = {{0}};
     const char *name = nb_layout_name(kind);
     nb_err err;
 
@@ -99,7 +130,8 @@ static void run(uint8_t kind)
     nb_simflash_interface(sd.sim, &m.inner);
     if ((err = nb_layout_plan(&sd.board.layout, &m.inner, kind, SLOT_SIZE, 0)))
         die("layout", err);
-    simdev_bind(&sd);
+    if ((err = simdev_bind(&sd)))
+        die("crypto and test keys", err);
     /* Route the core's flash through the meter. */
     sd.flash = m.inner;
     sd.flash.ctx = &m;
@@ -110,19 +142,18 @@ static void run(uint8_t kind)
     for (unsigned i = 0; i < 3; i++) {
         uint32_t v = 0;
         nb_version_pack(1, i, 0, &v);
-        simdev_make_image(&sd.crypto, v, 1 + i, IMAGE_SIZE - NB_IMAGE_HDR_SIZE,
-                          100 + i, img[i]);
+        make_package(&sd, v, 1 + i, 100 + i, &img[i]);
     }
     if ((err = nb_device_provision(&sd.dev, &sd.cfg,
                                    NB_LIFECYCLE_PRODUCTION, 3)))
         die("provision", err);
-    if ((err = simdev_stage(&sd, img[0], IMAGE_SIZE, NULL)) ||
+    if ((err = simdev_stage(&sd, img[0].p, IMAGE_SIZE, NULL)) ||
         (err = simdev_boot(&sd, &res)) || (err = simdev_confirm(&sd)))
         die("install v1", err);
 
     struct counts total = {0};
     memset(&m.c, 0, sizeof(m.c));
-    if ((err = simdev_stage(&sd, img[1], IMAGE_SIZE, NULL)))
+    if ((err = simdev_stage(&sd, img[1].p, IMAGE_SIZE, NULL)))
         die("stage v2", err);
     row(name, "upgrade: stage", &m.c);
     add(&total, &m.c);
@@ -136,7 +167,7 @@ static void run(uint8_t kind)
 
     memset(&total, 0, sizeof(total));
     memset(&m.c, 0, sizeof(m.c));
-    if ((err = simdev_stage(&sd, img[2], IMAGE_SIZE, NULL)))
+    if ((err = simdev_stage(&sd, img[2].p, IMAGE_SIZE, NULL)))
         die("stage v3", err);
     add(&total, &m.c);
     memset(&m.c, 0, sizeof(m.c));
@@ -156,13 +187,16 @@ static void run(uint8_t kind)
     add(&total, &m.c);
     row(name, "revert: total", &total);
     nb_simflash_close(sd.sim);
-    nb_crypto_mbedtls_free(&sd.crypto, &sd.mc);
+    for (unsigned i = 0; i < 3; i++)
+        nb_buf_free(&img[i]);
+    simdev_unbind(&sd);
 }
 
 int main(void)
 {
-    printf("flash cost: %u-byte image, 128 KiB slots, 4 KiB sectors, 8-byte "
-           "writes\n", IMAGE_SIZE);
+    printf("flash cost: %u-byte image (signed package in the slot: header, "
+           "manifest, padding, payload), 128 KiB slots, 4 KiB sectors, "
+           "8-byte writes\n", IMAGE_SIZE);
     printf("%-11s %-16s %7s %7s %10s %7s %8s %7s\n", "layout", "phase",
            "erases", "progs", "data B", "x image", "journal", "faults");
     run(NB_LAYOUT_AB);

@@ -17,12 +17,14 @@ nb_err nb_device_commit(struct nb_device *d)
 static nb_err check_config(const struct nb_boot_config *cfg,
                            struct nb_layout *layout)
 {
-    if (!cfg || nb_flash_check(cfg->flash) || nb_crypto_check(cfg->crypto))
+    if (!cfg || nb_flash_check(cfg->flash) || nb_crypto_check(cfg->crypto) ||
+        !cfg->crypto->ecdsa_p256_verify || !cfg->keystore ||
+        !cfg->keystore->root_key || !cfg->identity)
         return NB_ERR_INVAL;
     uint32_t ws = cfg->flash->write_size;
     if (!cfg->buf || cfg->buf_size % ws != 0 ||
-        cfg->buf_size < NB_IMAGE_HDR_SIZE ||
-        cfg->buf_size < NB_JOURNAL_MAX_RECORD)
+        cfg->buf_size < NB_JOURNAL_MAX_RECORD || !cfg->mbuf ||
+        cfg->mbuf_size < 256)
         return NB_ERR_INVAL;
     *layout = cfg->layout;
     return nb_layout_check(layout, cfg->flash);
@@ -86,10 +88,14 @@ nb_err nb_device_verify_slot(struct nb_device *d, unsigned i,
     const struct nb_slot_info *si = &d->state.slot[i];
     if (i >= nb_layout_slot_count(l->kind))
         return NB_ERR_INVAL;
+    struct nb_pkg_env env = {
+        .flash = d->cfg.flash, .crypto = d->cfg.crypto,
+        .keystore = d->cfg.keystore, .identity = d->cfg.identity,
+        .rev = &d->state.rev, .buf = d->cfg.buf, .buf_size = d->cfg.buf_size,
+        .mbuf = d->cfg.mbuf, .mbuf_size = d->cfg.mbuf_size};
     uint32_t area = l->slot[i].size - (si->shifted ? l->swap_unit : 0);
-    nb_err err = nb_image_verify(d->cfg.flash, d->cfg.crypto,
-                                 nb_device_image_addr(d, i), area,
-                                 d->cfg.buf, d->cfg.buf_size, info);
+    nb_err err = nb_pkg_verify_slot(&env, nb_device_image_addr(d, i), area,
+                                    &d->manifest, info);
     if (err)
         return err;
     /* The journal says which image belongs here; a different one (say, a
@@ -98,6 +104,18 @@ nb_err nb_device_verify_slot(struct nb_device *d, unsigned i,
         info->svn != si->svn)
         return NB_ERR_CORRUPT;
     return NB_OK;
+}
+
+nb_err nb_device_apply_revocations(struct nb_device *d, const uint8_t *list,
+                                   uint32_t len)
+{
+    struct nb_revocations rev;
+    nb_err err = nb_revocation_verify(d->cfg.crypto, d->cfg.keystore,
+                                      &d->state.rev, list, len, &rev);
+    if (err)
+        return err;
+    d->state.rev = rev;
+    return nb_device_commit(d);
 }
 
 /* Slots the CPU can run from: any slot when executing in place, only A
@@ -244,7 +262,7 @@ static nb_err boot_confirmed(struct nb_device *d, struct nb_boot_result *res,
         err = acceptable(d, i, &info, &down);
         if (fatal(err))
             return err;
-        if (err == NB_ERR_DENIED)
+        if (err == NB_ERR_ROLLBACK)
             continue; /* intact but below the floor: leave it be */
         if (err)
             return reject(d, i);

@@ -66,6 +66,11 @@ void nb_journal_encode(const struct nb_state *st, uint8_t erase_value,
         put32(s + 8, si->version);
         put32(s + 12, si->svn);
     }
+    put32(rec + 72, st->rev.seq);
+    rec[76] = st->rev.count;
+    rec[77] = rec[78] = rec[79] = 0;
+    for (unsigned i = 0; i < NB_MAX_REVOKED; i++)
+        memcpy(rec + 80 + NB_KEY_ID_LEN * i, st->rev.kid[i], NB_KEY_ID_LEN);
     put32(rec + rec_size - 4, nb_crc32(0, rec, rec_size - 4));
 }
 
@@ -98,6 +103,12 @@ nb_err nb_journal_decode(const uint8_t *rec, uint32_t rec_size,
         si->version = get32(s + 8);
         si->svn = get32(s + 12);
     }
+    st->rev.seq = get32(rec + 72);
+    st->rev.count = rec[76];
+    if (st->rev.count > NB_MAX_REVOKED)
+        return NB_ERR_CORRUPT;
+    for (unsigned i = 0; i < NB_MAX_REVOKED; i++)
+        memcpy(st->rev.kid[i], rec + 80 + NB_KEY_ID_LEN * i, NB_KEY_ID_LEN);
     return NB_OK;
 }
 

@@ -15,23 +15,32 @@
 #include "nb_image.h"
 #include "nb_journal.h"
 #include "nb_layout.h"
+#include "nb_manifest.h"
+#include "nb_package.h"
 #include "nb_state.h"
 
 struct nb_boot_config {
     const struct nb_flash *flash;
-    const struct nb_crypto *crypto;
+    const struct nb_crypto *crypto;     /* hash and ECDSA verify */
+    const struct nb_keystore *keystore; /* root public keys */
+    const struct nb_identity *identity; /* vendor, class, hw revision */
     struct nb_layout layout;
     /* Work buffer, caller owned: a multiple of the write size, at least
-     * NB_IMAGE_HDR_SIZE and NB_JOURNAL_MAX_RECORD bytes. Larger means
-     * fewer flash operations when copying. */
+     * NB_JOURNAL_MAX_RECORD bytes, and at least a package's block size to
+     * install it (each block is checked before it is written). Larger
+     * means fewer flash operations when copying. */
     uint8_t *buf;
     uint32_t buf_size;
+    /* Manifest buffer, caller owned: the largest manifest accepted. */
+    uint8_t *mbuf;
+    uint32_t mbuf_size;
 };
 
 struct nb_device {
     struct nb_boot_config cfg;
     struct nb_journal journal;
-    struct nb_state state; /* the newest journal record */
+    struct nb_state state;       /* the newest journal record */
+    struct nb_manifest manifest; /* of the last package verified */
 };
 
 enum nb_boot_outcome {
@@ -78,12 +87,19 @@ nb_err nb_device_set_lifecycle(struct nb_device *d, uint8_t lifecycle);
 /* Flash address where slot `i`'s image starts (after a shift, if any). */
 uint32_t nb_device_image_addr(const struct nb_device *d, unsigned i);
 
-/* Verify slot `i` against its image header and the journal's record of
- * it (size, version, security version). */
+/* Verify slot `i`'s package (nb_pkg_verify_slot, with the device's
+ * revocations) and compare it with the journal's record of the slot
+ * (size, version, security version). */
 nb_err nb_device_verify_slot(struct nb_device *d, unsigned i,
                              struct nb_image_info *info);
 
 /* Persist d->state as a new journal record (one state change). */
 nb_err nb_device_commit(struct nb_device *d);
+
+/* Accept a root-signed revocation list (nb_revocation_verify): newer than
+ * the one held, it replaces it in the journal. From then on packages
+ * signed by a listed key are refused by installer and bootloader. */
+nb_err nb_device_apply_revocations(struct nb_device *d, const uint8_t *list,
+                                   uint32_t len);
 
 #endif

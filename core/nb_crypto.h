@@ -21,8 +21,11 @@ struct nb_crypto {
     nb_err (*sha256_finish)(void *ctx, uint8_t digest[NB_SHA256_LEN]);
     /* ECDSA P-256 verify of `hash` with `pub` (65 bytes, 04 || X || Y)
      * and `sig` (r || s, 32 bytes each, big-endian). NB_OK when valid,
-     * NB_ERR_SIGNATURE when not (a bad point or key included). Does not
-     * touch the running hash. Only needed to verify manifests. */
+     * NB_ERR_SIGNATURE when not (a bad point or key included),
+     * NB_ERR_NOMEM when the port ran out of memory: that is no verdict
+     * and must never be reported as a bad signature, or a good image
+     * would be rejected for good. Does not touch the running hash. Only
+     * needed to verify manifests. */
     nb_err (*ecdsa_p256_verify)(void *ctx, const uint8_t pub[65],
                                 const uint8_t hash[NB_SHA256_LEN],
                                 const uint8_t sig[64]);

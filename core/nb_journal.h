@@ -18,8 +18,8 @@
 
 #define NB_JOURNAL_MAGIC 0x314A424Eu /* "NBJ1" */
 #define NB_JOURNAL_FORMAT 1u
-#define NB_JOURNAL_BODY_SIZE 76u /* bytes before padding, CRC included */
-#define NB_JOURNAL_MAX_RECORD 96u
+#define NB_JOURNAL_BODY_SIZE 148u /* bytes before padding, CRC included */
+#define NB_JOURNAL_MAX_RECORD 160u
 
 /* Runtime context; plain data, no interior pointers but `flash`. */
 struct nb_journal {

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "nb_err.h"
+#include "nb_manifest.h"
 
 #define NB_MAX_SLOTS 3
 #define NB_DEFAULT_ATTEMPT_LIMIT 3
@@ -67,6 +68,7 @@ struct nb_state {
     uint32_t floor;        /* lowest security version allowed */
     uint32_t progress;     /* RECEIVING: bytes written and checked */
     struct nb_slot_info slot[NB_MAX_SLOTS];
+    struct nb_revocations rev; /* newest root-signed revocation list */
 };
 
 /* Name of a slot state ("CONFIRMED"), lifecycle, layout; never NULL. */
@@ -84,7 +86,8 @@ nb_err nb_state_set_slot(struct nb_state *st, unsigned i, uint8_t to);
 nb_err nb_state_set_lifecycle(struct nb_state *st, uint8_t lc);
 
 /* Anti-rollback: NB_OK when `svn` may be installed or booted; in
- * DEVELOPMENT a lower one is allowed and *downgrade is set to 1. */
+ * DEVELOPMENT a lower one is allowed and *downgrade is set to 1; in
+ * PRODUCTION it is NB_ERR_ROLLBACK. */
 nb_err nb_state_check_svn(const struct nb_state *st, uint32_t svn,
                           int *downgrade);
 

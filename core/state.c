@@ -92,7 +92,7 @@ nb_err nb_state_check_svn(const struct nb_state *st, uint32_t svn,
     if (svn >= st->floor)
         return NB_OK;
     if (st->lifecycle != NB_LIFECYCLE_DEVELOPMENT)
-        return NB_ERR_DENIED;
+        return NB_ERR_ROLLBACK;
     *downgrade = 1;
     return NB_OK;
 }

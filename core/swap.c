@@ -9,7 +9,9 @@
  * overwritten, so a phase interrupted by a power cut is simply redone: the
  * journal records every completed phase (op_pos). Only the bytes of each
  * image are copied, so one upgrade writes old size + new size bytes: 2.0x
- * for images of equal size, with no scratch area.
+ * for images of equal size, with no scratch area. Units of A that the
+ * arriving image does not reach are erased, so nothing stale follows an
+ * image in A (the package check requires an erased tail).
  *
  * A revert undoes the phases in reverse order:
  *   undo phase 1 of step i: erase A[i], copy B[i] (old unit i) -> A[i]
@@ -54,6 +56,14 @@ uint32_t nb_swap_phases(const struct nb_device *d)
     return 2 * (a > b ? a : b);
 }
 
+/* Erase unit `dst` without copying into it: a unit the arriving image
+ * does not reach, so that nothing stale follows it in the slot. */
+static nb_err clear_unit(struct nb_device *d, uint32_t dst, int *worked)
+{
+    *worked = 1;
+    return nb_flash_erase_range(d->cfg.flash, dst, d->cfg.layout.swap_unit);
+}
+
 /* Run forward phase `q`; *worked says whether it touched the flash. */
 static nb_err forward(struct nb_device *d, uint32_t q, int *worked)
 {
@@ -62,13 +72,19 @@ static nb_err forward(struct nb_device *d, uint32_t q, int *worked)
     uint32_t a = l->slot[0].off, b = l->slot[1].off;
     uint32_t old_n = used(d->state.slot[0].size, unit, i);
     uint32_t new_n = used(d->state.slot[1].size, unit, i);
-    uint32_t n = (q & 1) ? new_n : old_n;
-    *worked = n != 0;
-    if (!n)
-        return NB_OK;
-    if (q & 1)
-        return move_unit(d, a + i * unit, b + (i + 1) * unit, n);
-    return move_unit(d, b + i * unit, a + i * unit, n);
+    *worked = 0;
+    if (!(q & 1)) {
+        if (!old_n)
+            return NB_OK;
+        *worked = 1;
+        return move_unit(d, b + i * unit, a + i * unit, old_n);
+    }
+    if (new_n) {
+        *worked = 1;
+        return move_unit(d, a + i * unit, b + (i + 1) * unit, new_n);
+    }
+    /* A[i] still holds old unit i (saved in B[i]): clear it. */
+    return old_n ? clear_unit(d, a + i * unit, worked) : NB_OK;
 }
 
 /* Undo forward phase `q` (during a revert slot 1 holds the old image's
@@ -83,10 +99,13 @@ static nb_err backward(struct nb_device *d, uint32_t q, int *worked)
     *worked = 0;
     if (q & 1) {
         uint32_t n = used(old_size, unit, i);
-        if (!n)
-            return NB_OK;
-        *worked = 1;
-        return move_unit(d, a + i * unit, b + i * unit, n);
+        if (n) {
+            *worked = 1;
+            return move_unit(d, a + i * unit, b + i * unit, n);
+        }
+        /* A[i] holds new unit i, past the end of the old image. */
+        return used(new_size, unit, i) ? clear_unit(d, a + i * unit, worked)
+                                       : NB_OK;
     }
     /* Forward phase 0 wrote B[i] only when the old image reached unit i;
      * what it overwrote was new unit i-1 (B[0] was the free unit). */

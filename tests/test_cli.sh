@@ -6,12 +6,18 @@
 # recovery), power cuts during stage and boot, anti-rollback and lifecycle.
 # Then every kind of bad input: each must exit non-zero with one line on
 # stderr and one JSON line on stdout, and leave the flash file
-# byte-for-byte unchanged (sha256sum before and after). The one exception,
-# by design: a payload whose SHA-256 does not match its header is found
-# only after it was written (as on a device); the slot then stays
-# RECEIVING and never boots, which is checked too.
+# byte-for-byte unchanged (sha256sum before and after): files that are not
+# whole packages, altered signatures, packages signed with other keys (by
+# the nobrick tool, when it is built). The one exception, by design: a
+# payload block that does not match its digest in the signed manifest is
+# found when it arrives, after the manifest was written (as on a device);
+# the slot then stays RECEIVING and never boots, which is checked too.
 #
-# Needs: NOBRICK_SIM (path of nobrick-sim), awk, sha256sum, dd.
+# Images are signed test packages (.nbpkg) from make-image: the simulated
+# device trusts only the simulator's test root.
+#
+# Needs: NOBRICK_SIM (path of nobrick-sim), awk, sha256sum, dd, od.
+# Uses NOBRICK_BUILD/nobrick when it exists.
 set -euo pipefail
 
 SIM=${NOBRICK_SIM:-}
@@ -218,13 +224,32 @@ for c in "" init stage boot confirm status lifecycle make-image; do
     "$SIM" $c --help >out 2>err || fail "--help of '$c' failed"
     grep -q '^usage: nobrick-sim' out || fail "--help of '$c'"
 done
+"$SIM" --help >out
+grep -q 'trusts' out && grep -q 'NB_ERR_UNKNOWN_KEY' out ||
+    fail "--help does not say which keys the device trusts"
+"$SIM" make-image --help >out
+grep -q 'NEVER for real devices' out || fail "make-image --help: test keys"
 
-# ---------------------------------------------------------------- images
+# -------------------------------------------------------------- packages
 ok make-image --version 1.0.0 --security-version 1 --size 50000 --out v1.img
-is size 50064
-[ "$(stat -c %s v1.img)" -eq 50064 ] || fail "v1.img is not BYTES + 64"
+is payload_size 50000
+is keys test
+grep -q 'never for real devices' out || fail "no test-key warning in the JSON"
+V1_SIZE=${J[size]}
+M=${J[manifest_size]}
+POFF=${J[payload_offset]}
+[ "$((POFF + 50000))" -eq "$V1_SIZE" ] ||
+    fail "size is not payload offset + payload size"
+[ "$((12 + M))" -le "$POFF" ] || fail "payload offset inside the manifest"
+[ "$(stat -c %s v1.img)" -eq "$V1_SIZE" ] || fail "v1.img is not 'size' bytes"
 [ "${J[file_sha256]:-}" = "$(sha256sum v1.img | cut -d' ' -f1)" ] ||
     fail "file_sha256 differs from sha256sum"
+[ "${J[sha256]:-}" = "$(tail -c 50000 v1.img | sha256sum | cut -d' ' -f1)" ] ||
+    fail "sha256 is not the payload's SHA-256"
+[ "$(head -c 4 v1.img)" = NBPK ] || fail "no NBPK magic"
+# Deterministic: the same arguments give the same bytes.
+ok make-image --version 1.0.0 --security-version 1 --size 50000 --out v1b.img
+cmp -s v1.img v1b.img || fail "make-image is not reproducible"
 ok make-image --version 1.1.0 --security-version 2 --size 70001 --out v2.img
 is version 1.1.0
 ok make-image --version 0.9.0 --security-version 0 --size 30000 --out fac.img
@@ -334,7 +359,7 @@ ok init --flash lc.flash --layout ab --image v1.img --force
 ok lifecycle --flash lc.flash --set production
 is lifecycle production
 is changed true
-same lc.flash 1 NB_ERR_DENIED stage --flash lc.flash --image low.img
+same lc.flash 1 NB_ERR_ROLLBACK stage --flash lc.flash --image low.img
 grep -q 'refused in production' err || fail "no production message"
 same lc.flash 1 NB_ERR_DENIED lifecycle --flash lc.flash --set development
 grep -q 'never goes back' err || fail "no lifecycle message"
@@ -344,7 +369,7 @@ ok init --flash prod.flash --layout ab-swap --lifecycle production \
     --attempts 1 --image v1.img
 is lifecycle production
 is attempt_limit 1
-same prod.flash 1 NB_ERR_DENIED stage --flash prod.flash --image low.img
+same prod.flash 1 NB_ERR_ROLLBACK stage --flash prod.flash --image low.img
 
 # State refusals write nothing either.
 ok stage --flash lc.flash --image v2.img
@@ -360,37 +385,102 @@ is outcome recovery
 ok init --flash good.flash --layout ab --image v1.img
 G=good.flash
 
-# Bad images: refused before anything is written.
+# Files that are not whole packages: refused before anything is written.
 same $G 1 NB_ERR_NOSPC stage --flash $G --image big.img
-head -c 50063 v1.img >trunc.img
-same $G 1 NB_ERR_CORRUPT stage --flash $G --image trunc.img
+head -c $((V1_SIZE - 1)) v1.img >trunc.img
+same $G 1 NB_ERR_TRUNCATED stage --flash $G --image trunc.img
 head -c 10 v1.img >short.img
-same $G 1 NB_ERR_CORRUPT stage --flash $G --image short.img
+same $G 1 NB_ERR_TRUNCATED stage --flash $G --image short.img
+head -c $((12 + M - 1)) v1.img >mtrunc.img # the manifest cut short
+same $G 1 NB_ERR_TRUNCATED stage --flash $G --image mtrunc.img
 : >empty.img
-same $G 1 NB_ERR_CORRUPT stage --flash $G --image empty.img
+same $G 1 NB_ERR_TRUNCATED stage --flash $G --image empty.img
 { cat v1.img; printf x; } >padded.img
-same $G 1 NB_ERR_CORRUPT stage --flash $G --image padded.img
+same $G 1 NB_ERR_TRAILING stage --flash $G --image padded.img
+# poke FILE OFFSET OCTAL: overwrite one byte.
+poke() { printf "\\$3" | dd of="$1" bs=1 seek="$2" conv=notrunc status=none; }
 cp v1.img magic.img
-printf 'X' | dd of=magic.img bs=1 seek=0 conv=notrunc status=none
-same $G 1 NB_ERR_CORRUPT stage --flash $G --image magic.img
+poke magic.img 0 130 # 'X'
+same $G 1 NB_ERR_MALFORMED stage --flash $G --image magic.img
 cp v1.img reserved.img
-printf '\001' | dd of=reserved.img bs=1 seek=20 conv=notrunc status=none
-same $G 1 NB_ERR_CORRUPT stage --flash $G --image reserved.img
+poke reserved.img 5 001
+same $G 1 NB_ERR_MALFORMED stage --flash $G --image reserved.img
+cp v1.img cversion.img
+poke cversion.img 4 002
+same $G 1 NB_ERR_UNSUPPORTED stage --flash $G --image cversion.img
+cp v1.img mlen.img
+poke mlen.img 10 001 # manifest length above 16 KiB
+same $G 1 NB_ERR_MALFORMED stage --flash $G --image mlen.img
+cp v1.img shape.img
+poke shape.img 12 000 # the COSE_Sign1 tag
+same $G 1 NB_ERR_MALFORMED stage --flash $G --image shape.img
+if [ "$POFF" -gt $((12 + M)) ]; then
+    cp v1.img pad.img
+    poke pad.img $((12 + M)) 001
+    same $G 1 NB_ERR_MALFORMED stage --flash $G --image pad.img
+    grep -q 'padding' err || fail "padding message"
+fi
 same $G 1 NB_ERR_NOENT stage --flash $G --image missing.img
-same $G 1 NB_ERR_CORRUPT stage --flash $G --image $G # not an image
+same $G 1 NB_ERR_MALFORMED stage --flash $G --image $G # not a package
 
-# A bad digest is found when the last byte is in: the slot stays
-# RECEIVING, never boots, and the confirmed image still does.
+# Whole packages the device refuses before it writes anything.
+# flip FILE OFFSET: invert one byte.
+flip() {
+    local b
+    b=$(od -An -tu1 -j "$2" -N1 "$1" | tr -d ' ')
+    poke "$1" "$2" "$(printf '%03o' $((b ^ 255)))"
+}
+cp v1.img sig.img
+flip sig.img $((12 + M - 5)) # inside the manifest's signature
+same $G 1 NB_ERR_SIGNATURE stage --flash $G --image sig.img
+grep -q 'signature does not verify' err || fail "signature message"
+grep -q 'nothing written' err || fail "signature: nothing written not said"
+cp v1.img field.img
+flip field.img $((12 + M - 80)) # a signed manifest field
+run stage --flash $G --image field.img
+[ "$rc" -eq 1 ] && [ "${J[ok]:-}" = false ] || fail "altered manifest accepted"
+same $G 1 NB_ERR_SIGNATURE init --flash $G --layout ab --force --image sig.img
+ls ./*.tmp >/dev/null 2>&1 && fail "init left a temporary file"
+
+# A package signed with other keys by the real tool: the simulated device
+# trusts only the simulator's test root.
+NB=${NOBRICK_BUILD:-}/nobrick
+if [ -n "${NOBRICK_BUILD:-}" ] && [ -x "$NB" ]; then
+    VENDOR=6e622d74-6573-742d-7665-6e646f720001 # nb-test-vendor
+    CLASS=6e622d74-6573-742d-636c-617373000001  # nb-test-class
+    "$NB" key generate --insecure-key-file root.pem >/dev/null 2>&1 &&
+        "$NB" key generate --insecure-key-file sign.pem >/dev/null 2>&1 &&
+        "$NB" key export-public --insecure-key-file sign.pem \
+            --out sign.pub >/dev/null 2>&1 &&
+        "$NB" key delegate --insecure-key-file root.pem --key-pub sign.pub \
+            --valid-days 1 --vendor $VENDOR --out deleg.cose >/dev/null 2>&1 &&
+        head -c 20000 v2.img >fw.bin &&
+        "$NB" package --insecure-key-file sign.pem --delegation deleg.cose \
+            --in fw.bin --version 3.0.0 --security-version 3 --hw-rev sim-1 \
+            --vendor $VENDOR --class $CLASS --out other.nbpkg >/dev/null 2>&1 ||
+        fail "the nobrick tool could not make a package"
+    same $G 1 NB_ERR_UNKNOWN_KEY stage --flash $G --image other.nbpkg
+    grep -q 'trusts only' err || fail "unknown key message"
+    checks=$((checks + 1))
+else
+    echo "test_cli: nobrick not built; the other-key case is skipped" >&2
+fi
+
+# A bad block is found when it arrives: the slot stays RECEIVING, never
+# boots, and the confirmed image still does.
 cp $G digest.flash
 cp v1.img digest.img
-printf '\125' | dd of=digest.img bs=1 seek=30000 conv=notrunc status=none
-bad 1 NB_ERR_CORRUPT stage --flash digest.flash --image digest.img
+flip digest.img $((POFF + 30000))
+bad 1 NB_ERR_DIGEST stage --flash digest.flash --image digest.img
 grep -q 'left RECEIVING and never boots' err || fail "digest message"
 ok status --flash digest.flash
 is slots.1.state RECEIVING
 ok boot --flash digest.flash
 is version 1.0.0
 is state CONFIRMED
+# And the good package goes in over it.
+ok stage --flash digest.flash --image v2.img
+is state PENDING
 
 # Broken flash files: every command fails and writes nothing.
 head -c 100000 $G >trunc.flash
@@ -437,6 +527,10 @@ usage init --flash new.flash --layout ab --erase-value 0x7f
 usage init --flash new.flash --layout ab --lifecycle beta
 usage init --flash new.flash --layout ab --attempts 0
 usage init --flash new.flash --layout ab --factory fac.img
+usage make-image --version 1.0.0 --security-version 1 --size 0 \
+    --out new.flash
+usage make-image --version 1.0.0 --security-version 1 --size 268435457 \
+    --out new.flash
 for n in 12abc -5 99999999999999999999999 "" " 12" +12 0x 1e3 4096.0; do
     usage init --flash new.flash --layout ab --sector-size "$n"
     same $G 64 NB_ERR_INVAL boot --flash $G --cut-at-op "$n"

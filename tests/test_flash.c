@@ -217,12 +217,7 @@ static struct tl_dev *mixed_dev(uint32_t ws, uint8_t ev)
     struct nb_simflash_geometry g = tl_geo(ws, ev, 4, 4096);
     tl_geo_add(&g, 2, 16384);
     tl_geo_add(&g, 3, 65536);
-    struct tl_dev *t = calloc(1, sizeof(*t));
-    assert_non_null(t);
-    assert_int_equal(nb_simflash_create_mem(&t->sim, &g), NB_OK);
-    nb_simflash_interface(t->sim, &t->flash);
-    nb_crypto_mbedtls_init(&t->crypto, &t->mc);
-    return t;
+    return tl_dev_bare(&g);
 }
 
 static void program_pattern(struct tl_dev *t, uint32_t off, uint32_t len,

@@ -1,6 +1,8 @@
 /* test_journal.c - the power-safe boot journal.
  *
- * Record encode/decode; mount of blank and garbage areas; format + many
+ * Record encode/decode (revocation lists of 0 to 8 key IDs included, at
+ * their documented offsets); the revocation list across appends,
+ * remounts and compaction; mount of blank and garbage areas; format + many
  * appends with a remount (a reset) after each; compaction across 2 and 3
  * sectors, uniform and mixed; every power-cut point (clean and torn,
  * several seeds) of a plain append and of an append that compacts; bad
@@ -116,6 +118,13 @@ static struct nb_state mkstate(uint32_t i)
         st.slot[k].version = i ^ (k << 24);
         st.slot[k].svn = i + k;
     }
+    /* The revocation list: 0..8 key IDs; the unused entries hold bytes
+     * too (the record keeps all 8). */
+    st.rev.seq = i * 7u + 3u;
+    st.rev.count = (uint8_t)(i % (NB_MAX_REVOKED + 1));
+    for (unsigned k = 0; k < NB_MAX_REVOKED; k++)
+        for (unsigned b = 0; b < NB_KEY_ID_LEN; b++)
+            st.rev.kid[k][b] = (uint8_t)(i * 31u + k * 8u + b);
     return st;
 }
 
@@ -134,7 +143,8 @@ static int st_eq(const struct nb_state *a, const struct nb_state *b)
             p->version != q->version || p->svn != q->svn)
             return 0;
     }
-    return 1;
+    return a->rev.seq == b->rev.seq && a->rev.count == b->rev.count &&
+           memcmp(a->rev.kid, b->rev.kid, sizeof(a->rev.kid)) == 0;
 }
 
 #define CHECK(x, cond)                                                     \
@@ -188,55 +198,110 @@ static uint32_t area_records(struct jfx *x)
 static void encode_decode(void **state)
 {
     (void)state;
-    static const uint32_t sizes[] = {76, 80, 96};
+    /* The record sizes of write sizes 1 (148), 4 (148), 8 (152) and 32
+     * (160): the body rounded up to the write size. */
+    static const uint32_t sizes[] = {NB_JOURNAL_BODY_SIZE, 152,
+                                     NB_JOURNAL_MAX_RECORD};
     uint8_t rec[NB_JOURNAL_MAX_RECORD];
+    assert_int_equal(NB_JOURNAL_BODY_SIZE, 148);
+    assert_int_equal(NB_JOURNAL_MAX_RECORD, 160);
     for (unsigned s = 0; s < 3; s++)
-        for (unsigned e = 0; e < 2; e++) {
-            uint32_t rs = sizes[s];
-            struct nb_state st = mkstate(77 + s), got;
-            st.seq = 0x89ABCDEFu + s;
-            nb_journal_encode(&st, shape_ev[e], rec, rs);
-            assert_int_equal(nb_journal_decode(rec, rs, &got), NB_OK);
-            assert_true(st_eq(&st, &got));
-            assert_int_equal(got.seq, st.seq);
-            /* Padding between the body and the CRC is erased. */
-            for (uint32_t i = 72; i < rs - 4; i++)
-                assert_int_equal(rec[i], shape_ev[e]);
-            assert_int_equal(nb_crc32(0, rec, rs - 4),
-                             (uint32_t)rec[rs - 4] | rec[rs - 3] << 8 |
-                                 rec[rs - 2] << 16 |
-                                 (uint32_t)rec[rs - 1] << 24);
-            /* Every single-bit flip is caught. */
-            for (uint32_t i = 0; i < rs * 8; i++) {
-                rec[i / 8] ^= (uint8_t)(1u << (i % 8));
-                if (nb_journal_decode(rec, rs, &got) != NB_ERR_CORRUPT)
-                    fail_msg("rec %u: flip of bit %u accepted", rs, i);
-                rec[i / 8] ^= (uint8_t)(1u << (i % 8));
+        for (unsigned e = 0; e < 2; e++)
+            for (uint32_t n = 0; n <= NB_MAX_REVOKED; n++) {
+                uint32_t rs = sizes[s];
+                struct nb_state st = mkstate(72 + 9 * s + n), got;
+                assert_int_equal(st.rev.count, n);
+                st.seq = 0x89ABCDEFu + s;
+                nb_journal_encode(&st, shape_ev[e], rec, rs);
+                assert_int_equal(nb_journal_decode(rec, rs, &got), NB_OK);
+                assert_true(st_eq(&st, &got));
+                assert_int_equal(got.seq, st.seq);
+                /* The revocation list at its documented place: sequence
+                 * number at 72, count at 76, then 3 zero bytes and the 8
+                 * key IDs at 80. */
+                assert_int_equal((uint32_t)rec[72] | rec[73] << 8 |
+                                     rec[74] << 16 | (uint32_t)rec[75] << 24,
+                                 st.rev.seq);
+                assert_int_equal(rec[76], n);
+                assert_true(!rec[77] && !rec[78] && !rec[79]);
+                assert_memory_equal(rec + 80, st.rev.kid,
+                                    NB_MAX_REVOKED * NB_KEY_ID_LEN);
+                /* Padding between the body and the CRC is erased. */
+                for (uint32_t i = 144; i < rs - 4; i++)
+                    assert_int_equal(rec[i], shape_ev[e]);
+                assert_int_equal(nb_crc32(0, rec, rs - 4),
+                                 (uint32_t)rec[rs - 4] | rec[rs - 3] << 8 |
+                                     rec[rs - 2] << 16 |
+                                     (uint32_t)rec[rs - 1] << 24);
+                if (n != 0 && n != NB_MAX_REVOKED)
+                    continue; /* the checks below once per size */
+                /* Every single-bit flip is caught. */
+                for (uint32_t i = 0; i < rs * 8; i++) {
+                    rec[i / 8] ^= (uint8_t)(1u << (i % 8));
+                    if (nb_journal_decode(rec, rs, &got) != NB_ERR_CORRUPT)
+                        fail_msg("rec %u: flip of bit %u accepted", rs, i);
+                    rec[i / 8] ^= (uint8_t)(1u << (i % 8));
+                }
+                /* Bad magic, bad format and a revocation count above 8,
+                 * even with a matching CRC. */
+                uint8_t bad[NB_JOURNAL_MAX_RECORD];
+                uint32_t crc;
+                memcpy(bad, rec, rs);
+                bad[0] ^= 0x01;
+                crc = nb_crc32(0, bad, rs - 4);
+                memcpy(bad + rs - 4, &crc, 4); /* host is little-endian */
+                assert_int_equal(nb_journal_decode(bad, rs, &got),
+                                 NB_ERR_CORRUPT);
+                memcpy(bad, rec, rs);
+                bad[8] = NB_JOURNAL_FORMAT + 1;
+                crc = nb_crc32(0, bad, rs - 4);
+                memcpy(bad + rs - 4, &crc, 4);
+                assert_int_equal(nb_journal_decode(bad, rs, &got),
+                                 NB_ERR_CORRUPT);
+                memcpy(bad, rec, rs);
+                bad[76] = NB_MAX_REVOKED + 1;
+                crc = nb_crc32(0, bad, rs - 4);
+                memcpy(bad + rs - 4, &crc, 4);
+                assert_int_equal(nb_journal_decode(bad, rs, &got),
+                                 NB_ERR_CORRUPT);
+                bad[76] = NB_MAX_REVOKED;
+                crc = nb_crc32(0, bad, rs - 4);
+                memcpy(bad + rs - 4, &crc, 4);
+                assert_int_equal(nb_journal_decode(bad, rs, &got), NB_OK);
+                assert_int_equal(got.rev.count, NB_MAX_REVOKED);
+                /* All erased is not a record. */
+                memset(bad, shape_ev[e], rs);
+                assert_int_equal(nb_journal_decode(bad, rs, &got),
+                                 NB_ERR_CORRUPT);
             }
-            /* Bad magic and bad format, even with a matching CRC. */
-            uint8_t bad[NB_JOURNAL_MAX_RECORD];
-            uint32_t crc;
-            memcpy(bad, rec, rs);
-            bad[0] ^= 0x01;
-            crc = nb_crc32(0, bad, rs - 4);
-            memcpy(bad + rs - 4, &crc, 4); /* host is little-endian */
-            assert_int_equal(nb_journal_decode(bad, rs, &got),
-                             NB_ERR_CORRUPT);
-            memcpy(bad, rec, rs);
-            bad[8] = NB_JOURNAL_FORMAT + 1;
-            crc = nb_crc32(0, bad, rs - 4);
-            memcpy(bad + rs - 4, &crc, 4);
-            assert_int_equal(nb_journal_decode(bad, rs, &got),
-                             NB_ERR_CORRUPT);
-            /* All erased is not a record. */
-            memset(bad, shape_ev[e], rs);
-            assert_int_equal(nb_journal_decode(bad, rs, &got),
-                             NB_ERR_CORRUPT);
-        }
-    assert_int_equal(nb_journal_decode(rec, 75, &(struct nb_state){0}),
+    assert_int_equal(nb_journal_decode(rec, NB_JOURNAL_BODY_SIZE - 1,
+                                       &(struct nb_state){0}),
                      NB_ERR_INVAL);
-    assert_int_equal(nb_journal_decode(rec, 97, &(struct nb_state){0}),
+    assert_int_equal(nb_journal_decode(rec, NB_JOURNAL_MAX_RECORD + 1,
+                                       &(struct nb_state){0}),
                      NB_ERR_INVAL);
+}
+
+/* The revocation list survives appends, remounts and compaction. */
+static void revocations_persist(void **state)
+{
+    (void)state;
+    struct shape s = {8, 0xFF, "4k2"};
+    struct jfx x;
+    struct nb_state st = mkstate(8), got;
+    jfx_open(&x, &s);
+    snprintf(x.id, sizeof(x.id), "revocations");
+    assert_int_equal(st.rev.count, NB_MAX_REVOKED);
+    assert_int_equal(nb_journal_format(&x.j, &st), NB_OK);
+    /* More appends than two sectors hold: compaction carries it over. */
+    for (uint32_t k = 0; k < 2 * 4096 / x.j.rec_size + 3; k++) {
+        st.rev.seq++;
+        st.rev.kid[k % NB_MAX_REVOKED][0] ^= 0x5A;
+        assert_int_equal(nb_journal_append(&x.j, &st), NB_OK);
+        assert_int_equal(remount(&x, &got), NB_OK);
+        CHECK(&x, st_eq(&st, &got));
+    }
+    jfx_close(&x);
 }
 
 /* ------------------------------------------------------ init and mount */
@@ -723,6 +788,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(encode_decode),
+        cmocka_unit_test(revocations_persist),
         cmocka_unit_test(init_and_blank_mount),
         cmocka_unit_test(fill_and_remount),
         cmocka_unit_test(torn_append_every_point),

@@ -163,13 +163,13 @@ static void svn_floor(void **state)
     down = 7;
     assert_int_equal(nb_state_check_svn(&st, 10, &down), NB_OK);
     assert_int_equal(down, 0);
-    assert_int_equal(nb_state_check_svn(&st, 9, &down), NB_ERR_DENIED);
+    assert_int_equal(nb_state_check_svn(&st, 9, &down), NB_ERR_ROLLBACK);
     assert_int_equal(down, 0);
-    assert_int_equal(nb_state_check_svn(&st, 0, &down), NB_ERR_DENIED);
+    assert_int_equal(nb_state_check_svn(&st, 0, &down), NB_ERR_ROLLBACK);
     /* A corrupt lifecycle value is treated as production, not as
      * "downgrades allowed". */
     st.lifecycle = 0;
-    assert_int_equal(nb_state_check_svn(&st, 9, &down), NB_ERR_DENIED);
+    assert_int_equal(nb_state_check_svn(&st, 9, &down), NB_ERR_ROLLBACK);
 }
 
 static struct nb_state good_state(void)

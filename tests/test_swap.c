@@ -71,10 +71,13 @@ static struct sfx *live;
             fail_msg("case %s: %s (line %d)", (x)->id, #cond, __LINE__);   \
     } while (0)
 
+/* Package bytes in the slot for `milli` thousandths of a unit; at least
+ * a little more than the container and manifest (payload offset 1024),
+ * and different for different `milli`. */
 static uint32_t image_bytes(uint32_t unit, uint32_t milli)
 {
     uint32_t n = (uint32_t)((uint64_t)unit * milli / 1000);
-    return n < 2 * NB_IMAGE_HDR_SIZE ? 2 * NB_IMAGE_HDR_SIZE : n;
+    return n < 1100 + milli ? 1100 + milli : n;
 }
 
 static struct nb_boot_result sboot(struct sfx *x)
@@ -123,13 +126,11 @@ static struct sfx *sfx_new(const struct shape *s, const struct sizes *c)
     assert_int_equal(x->t->cfg.layout.slot[0].size, 4 * x->unit);
     snprintf(x->id, sizeof(x->id), "%s/%s", s->name, c->name);
     x->has_old = c->old_m != 0;
-    x->old = tl_image_make(&x->t->crypto,
-                           image_bytes(x->unit, c->old_m ? c->old_m : 100) -
-                               NB_IMAGE_HDR_SIZE,
-                           tl_ver(1, 0, 0), 1, 11);
-    x->new_ = tl_image_make(&x->t->crypto,
-                            image_bytes(x->unit, c->new_m) - NB_IMAGE_HDR_SIZE,
-                            tl_ver(2, 0, 0), 2, 22);
+    x->old = tl_image_sized(x->t,
+                            image_bytes(x->unit, c->old_m ? c->old_m : 100),
+                            tl_ver(1, 0, 0), 1, 11);
+    x->new_ = tl_image_sized(x->t, image_bytes(x->unit, c->new_m),
+                             tl_ver(2, 0, 0), 2, 22);
     tl_provision(x->t, NB_LIFECYCLE_DEVELOPMENT, 3);
     if (x->has_old) {
         CHECK(x, tl_stage(x->t, &x->old) == NB_OK);
@@ -282,7 +283,7 @@ static void swap_sizes_and_cost(void **state)
                          nb_confirm(&x->t->dev) == NB_OK);
             CHECK(x, x->t->dev.state.active == 0);
             CHECK(x, x->t->dev.state.floor == 2);
-            struct tl_image v3 = tl_image_make(&x->t->crypto, 1000,
+            struct tl_image v3 = tl_image_make(x->t, 1000,
                                                tl_ver(3, 0, 0), 3, 33);
             CHECK(x, tl_stage(x->t, &v3) == NB_OK);
             r = measured_boot(x, &c);

@@ -415,7 +415,8 @@ void cli_dev_close(struct simdev *sd)
     if (!sd)
         return;
     nb_simflash_close(sd->sim);
-    nb_crypto_mbedtls_free(&sd->crypto, &sd->mc);
+    if (sd->cfg.crypto) /* bound */
+        simdev_unbind(sd);
     free(sd);
 }
 
@@ -492,7 +493,12 @@ struct simdev *cli_dev_open(const char *path, int *rc)
                  path);
         return dev_fail(sd, rc);
     }
-    simdev_bind(sd);
+    err = simdev_bind(sd);
+    if (err) {
+        cli_fail(CLI_EXIT_FAIL, err,
+                 "cannot set up the simulated device's crypto and test keys");
+        return dev_fail(sd, rc);
+    }
     struct nb_layout l = sd->board.layout;
     if (nb_layout_check(&l, &sd->flash) != NB_OK) {
         cli_fail(CLI_EXIT_FAIL, NB_ERR_CORRUPT,
@@ -533,85 +539,161 @@ struct simdev *cli_dev_open(const char *path, int *rc)
     return dev_fail(sd, rc);
 }
 
-/* ---------------------------------------------------------------- images */
+/* -------------------------------------------------------------- packages */
 
-int cli_read_image(const char *path, uint32_t capacity, uint8_t **img,
-                   uint32_t *len, struct nb_image_info *info)
+/* Read `n` bytes at `off`; 0 when all came. */
+static int read_at(int fd, uint8_t *p, size_t n, off_t off)
 {
-    uint8_t hdr[NB_IMAGE_HDR_SIZE];
+    while (n) {
+        ssize_t k = pread(fd, p, n, off);
+        if (k <= 0)
+            return -1;
+        p += k;
+        n -= (size_t)k;
+        off += k;
+    }
+    return 0;
+}
+
+int cli_read_package(struct simdev *sd, const char *path, uint32_t capacity,
+                     uint8_t **pkg, uint32_t *len, struct nb_manifest *m)
+{
     struct stat st;
+    uint8_t *head = NULL;
+    uint32_t mlen;
     int rc = CLI_EXIT_FAIL;
-    *img = NULL;
+    nb_err err;
+    *pkg = NULL;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return cli_fail(CLI_EXIT_FAIL,
                         errno == ENOENT ? NB_ERR_NOENT : NB_ERR_IO,
-                        "%s: cannot open the image: %s", path,
+                        "%s: cannot open the package: %s", path,
                         strerror(errno));
     if (fstat(fd, &st) != 0) {
-        cli_fail(CLI_EXIT_FAIL, NB_ERR_IO, "%s: cannot stat the image: %s",
+        cli_fail(CLI_EXIT_FAIL, NB_ERR_IO, "%s: cannot stat the package: %s",
                  path, strerror(errno));
         goto out;
     }
     if (!S_ISREG(st.st_mode)) {
-        cli_fail(CLI_EXIT_FAIL, NB_ERR_CORRUPT,
-                 "%s: not a regular file, so not an image", path);
+        cli_fail(CLI_EXIT_FAIL, NB_ERR_MALFORMED,
+                 "%s: not a regular file, so not a package", path);
         goto out;
     }
-    if (st.st_size < (off_t)NB_IMAGE_HDR_SIZE) {
-        cli_fail(CLI_EXIT_FAIL, NB_ERR_CORRUPT,
-                 "%s: too short to be an image (%lld bytes; the header "
-                 "alone is %u)",
-                 path, (long long)st.st_size, NB_IMAGE_HDR_SIZE);
+    if (st.st_size < (off_t)NB_PKG_HDR_SIZE) {
+        cli_fail(CLI_EXIT_FAIL, NB_ERR_TRUNCATED,
+                 "%s: too short to be a package (%lld bytes; the container "
+                 "header alone is %u)",
+                 path, (long long)st.st_size, NB_PKG_HDR_SIZE);
         goto out;
     }
-    if (pread(fd, hdr, sizeof(hdr), 0) != (ssize_t)sizeof(hdr)) {
-        cli_fail(CLI_EXIT_FAIL, NB_ERR_IO, "%s: cannot read the header",
+    /* Header and manifest first: what is wrong with a file is told
+     * without reading all of it. */
+    size_t hn = (uint64_t)st.st_size < NB_PKG_HDR_SIZE + NB_MANIFEST_MAX
+                    ? (size_t)st.st_size
+                    : NB_PKG_HDR_SIZE + NB_MANIFEST_MAX;
+    head = malloc(hn);
+    if (!head) {
+        cli_fail(CLI_EXIT_FAIL, NB_ERR_NOMEM, "out of memory");
+        goto out;
+    }
+    if (read_at(fd, head, hn, 0)) {
+        cli_fail(CLI_EXIT_FAIL, NB_ERR_IO, "%s: cannot read the package",
                  path);
         goto out;
     }
-    if (nb_image_parse_header(hdr, UINT32_MAX, info) != NB_OK) {
-        cli_fail(CLI_EXIT_FAIL, NB_ERR_CORRUPT,
-                 "%s: not a nobrick image (bad header: magic, header "
-                 "size, format or reserved bytes)",
+    err = nb_pkg_parse_header(head, &mlen);
+    if (err == NB_ERR_UNSUPPORTED) {
+        cli_fail(CLI_EXIT_FAIL, err,
+                 "%s: package container version %u is not supported (this "
+                 "simulator reads version %u)",
+                 path, head[4], NB_PKG_VERSION);
+        goto out;
+    }
+    if (err) {
+        cli_fail(CLI_EXIT_FAIL, err,
+                 "%s: not a nobrick package (bad container header: magic, "
+                 "reserved bytes or manifest length)",
                  path);
         goto out;
     }
-    if ((uint64_t)st.st_size != info->size) {
-        cli_fail(CLI_EXIT_FAIL, NB_ERR_CORRUPT,
-                 "%s: the file is %lld bytes but its header says %" PRIu32
-                 " (truncated or padded image)",
-                 path, (long long)st.st_size, info->size);
+    if (mlen > hn - NB_PKG_HDR_SIZE) {
+        cli_fail(CLI_EXIT_FAIL, NB_ERR_TRUNCATED,
+                 "%s: the manifest (%" PRIu32 " bytes) runs past the end of "
+                 "the file (truncated package)",
+                 path, mlen);
         goto out;
     }
-    if (info->size > capacity) {
+    err = nb_manifest_parse_unverified(&sd->crypto, head + NB_PKG_HDR_SIZE,
+                                       mlen, m);
+    if (err) {
+        cli_fail(CLI_EXIT_FAIL, err,
+                 "%s: the manifest is not well-formed (%s): not a package "
+                 "this device can read",
+                 path, nb_err_name(err));
+        goto out;
+    }
+    uint64_t want = (uint64_t)m->payload_offset + m->payload_size;
+    if ((uint64_t)st.st_size != want) {
+        int shorter = (uint64_t)st.st_size < want;
+        cli_fail(CLI_EXIT_FAIL, shorter ? NB_ERR_TRUNCATED : NB_ERR_TRAILING,
+                 "%s: the file is %lld bytes but its manifest says %" PRIu64
+                 " (payload offset %" PRIu32 " + payload %" PRIu32 "): %s",
+                 path, (long long)st.st_size, want, m->payload_offset,
+                 m->payload_size,
+                 shorter ? "truncated package"
+                         : "bytes after the payload (padded package)");
+        goto out;
+    }
+    if (want > capacity) {
         cli_fail(CLI_EXIT_FAIL, NB_ERR_NOSPC,
-                 "%s: the image is %" PRIu32 " bytes, the slot holds at "
+                 "%s: the package is %" PRIu64 " bytes, the slot holds at "
                  "most %" PRIu32,
-                 path, info->size, capacity);
+                 path, want, capacity);
         goto out;
     }
-    *img = malloc(info->size);
-    if (!*img) {
+    *len = (uint32_t)want;
+    *pkg = malloc(*len);
+    if (!*pkg) {
         cli_fail(CLI_EXIT_FAIL, NB_ERR_NOMEM,
-                 "%s: out of memory reading the image", path);
+                 "%s: out of memory reading the package", path);
         goto out;
     }
-    for (uint32_t done = 0; done < info->size;) {
-        ssize_t n = pread(fd, *img + done, info->size - done, done);
-        if (n <= 0) {
-            cli_fail(CLI_EXIT_FAIL, NB_ERR_IO,
-                     "%s: cannot read the image (changed while reading?)",
-                     path);
-            free(*img);
-            *img = NULL;
-            goto out;
-        }
-        done += (uint32_t)n;
+    if (read_at(fd, *pkg, *len, 0)) {
+        cli_fail(CLI_EXIT_FAIL, NB_ERR_IO,
+                 "%s: cannot read the package (changed while reading?)",
+                 path);
+        goto fail;
     }
-    *len = info->size;
+    /* The device writes the padding itself (zeros) and never sees the
+     * file's, but a file with anything else there is not a package
+     * (docs/package-format.md): refuse it as a verifier would. */
+    for (uint32_t i = NB_PKG_HDR_SIZE + mlen; i < m->payload_offset; i++)
+        if ((*pkg)[i] != 0) {
+            cli_fail(CLI_EXIT_FAIL, NB_ERR_MALFORMED,
+                     "%s: the padding between manifest and payload is not "
+                     "zero (byte %" PRIu32 ")",
+                     path, i);
+            goto fail;
+        }
+    /* The gate the device's caller uses, over exactly the bytes it gets. */
+    err = simdev_check_file(sd, *pkg, *len);
+    if (!err)
+        err = nb_manifest_parse_unverified(&sd->crypto,
+                                           *pkg + NB_PKG_HDR_SIZE, mlen, m);
+    if (err) {
+        cli_fail(CLI_EXIT_FAIL, err,
+                 "%s: not a whole package (%s; changed while reading?)",
+                 path, nb_err_name(err));
+        goto fail;
+    }
     rc = 0;
+    goto out;
+fail:
+    free(*pkg);
+    *pkg = NULL;
 out:
+    free(head);
     close(fd);
     return rc;
 }
@@ -665,7 +747,7 @@ int cli_find_slot(const struct simdev *sd, uint8_t state)
     return -1;
 }
 
-/* Largest image an update can bring (the core checks the exact target
+/* Largest package an update can bring (the core checks the exact target
  * slot again, before writing). */
 uint32_t cli_update_capacity(const struct nb_layout *l)
 {

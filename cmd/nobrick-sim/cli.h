@@ -4,7 +4,7 @@
  *
  * Exit codes (the same for every command):
  *   0  done
- *   1  the operation failed or was refused (files, device, images)
+ *   1  the operation failed or was refused (files, device, packages)
  *   2  an injected power cut (--cut-at-op) stopped the command
  *  64  the command line is wrong (unknown command or option, missing or
  *      malformed value); nothing was read or written
@@ -143,16 +143,22 @@ int cli_power_cut(struct simdev *sd, const struct cli_cut *cut);
  * bytes_written). */
 void cli_json_ops(struct json *j, struct simdev *sd);
 
-/* ---------------------------------------------------------------- images */
+/* -------------------------------------------------------------- packages */
 
-/* Read an image file whole and check it before any flash is touched:
- * at least a header, a well-formed header, the file length equal to the
- * header's size, and a size of at most `capacity` bytes. The digest is
- * NOT checked here (the device checks it when the last byte is in). On
- * success *img (malloc'd, caller frees), *len and *info are set; on
- * failure reports it and returns CLI_EXIT_FAIL. */
-int cli_read_image(const char *path, uint32_t capacity, uint8_t **img,
-                   uint32_t *len, struct nb_image_info *info);
+/* Read a package file (.nbpkg) whole and check it before any flash is
+ * touched: container header, manifest well-formed, file length exactly
+ * payload offset + payload size, zero padding (then simdev_check_file
+ * over the bytes read), and a package of at most `capacity` bytes.
+ * Signatures, vendor, class, hardware revision and security version are
+ * NOT checked here: nb_install_begin checks them before it writes
+ * anything; each payload block is checked on arrival. `sd` must be bound
+ * (its crypto parses).
+ * On success *pkg (malloc'd, caller frees), *len and *m (the manifest,
+ * parsed but NOT verified: for messages only) are set; on failure
+ * reports it (NB_ERR_TRUNCATED, NB_ERR_TRAILING, NB_ERR_MALFORMED, ...,
+ * NB_ERR_NOSPC) and returns CLI_EXIT_FAIL. */
+int cli_read_package(struct simdev *sd, const char *path, uint32_t capacity,
+                     uint8_t **pkg, uint32_t *len, struct nb_manifest *m);
 
 /* ------------------------------------------------- names, slots, output */
 
@@ -168,7 +174,7 @@ const char *cli_op_name(uint8_t op);
  * -1 when none. */
 int cli_find_slot(const struct simdev *sd, uint8_t state);
 
-/* Largest image an update can bring; the core checks the exact target
+/* Largest package an update can bring; the core checks the exact target
  * slot again before it writes anything. */
 uint32_t cli_update_capacity(const struct nb_layout *l);
 

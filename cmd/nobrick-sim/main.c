@@ -25,39 +25,44 @@ static const char usage_main[] =
     "usage: nobrick-sim COMMAND [OPTIONS]\n"
     "\n"
     "A simulated device: a flash file holding the boot journal and the\n"
-    "image slots, on which the real bootloader core runs. Every command\n"
+    "image slots, on which the real bootloader core runs. Images are signed\n"
+    "packages (.nbpkg, docs/package-format.md). The simulated device trusts\n"
+    "only the simulator's TEST root key and has the test identity, so it\n"
+    "installs what make-image writes; packages signed with your own keys\n"
+    "by 'nobrick package' are refused (NB_ERR_UNKNOWN_KEY). Every command\n"
     "prints one line of JSON on stdout; on error also one line\n"
     "'nobrick-sim: <what is wrong>' on stderr, and the JSON is\n"
     "{\"ok\":false,\"error\":\"NB_ERR_...\",\"message\":\"...\"}.\n"
     "\n"
     "commands:\n"
     "  init        create and provision a flash file\n"
-    "  stage       write an image into the inactive slot, mark it PENDING\n"
+    "  stage       write a package into the inactive slot, mark it PENDING\n"
     "  boot        run the bootloader once\n"
     "  confirm     confirm the image on trial (the application's call)\n"
     "  status      the boot journal's state and the flash wear\n"
     "  lifecycle   move the lifecycle from development to production\n"
-    "  make-image  write a test image (64-byte header + payload)\n"
+    "  make-image  write a test package signed with the simulator's test keys\n"
     "  sweep       cut power at every point of update cycles, check recovery\n"
     "  replay      re-run one sweep case from its replay ID\n"
     "\n"
     "'nobrick-sim COMMAND --help' shows the options of a command. Numbers\n"
     "are decimal or hex with 0x: no sign, no suffix, no trailing text.\n"
     "\n"
-    "exit status: 0 done; 1 failed or refused (files, device, images);\n"
+    "exit status: 0 done; 1 failed or refused (files, device, packages);\n"
     "2 stopped by an injected power cut (--cut-at-op; the JSON then has\n"
     "\"power_cut\":true and \"op\"); 64 bad command line (unknown command or\n"
     "option, missing or malformed value): nothing was read or written.\n"
-    "Bad input never changes the flash file, except that a payload whose\n"
-    "SHA-256 does not match its header is only found after it was written\n"
-    "(see 'nobrick-sim stage --help').\n";
+    "Bad input never changes the flash file, except that a payload block\n"
+    "that does not match its digest in the signed manifest is only found\n"
+    "when it arrives, after the manifest was written (see 'nobrick-sim\n"
+    "stage --help').\n";
 
 static const char usage_init[] =
     "usage: nobrick-sim init --flash F --layout ab|ab-swap|ab-factory|single\n"
     "         [--sector-size N | --shape 4k|128k|mixed] [--write-size N]\n"
     "         [--slot-size N] [--erase-value 0xff|0x00]\n"
     "         [--lifecycle development|production] [--attempts N]\n"
-    "         [--factory IMG] [--image IMG] [--force]\n"
+    "         [--factory PKG] [--image PKG] [--force]\n"
     "\n"
     "Create a flash file just large enough for the journal (two sectors)\n"
     "and the slots of the layout, and provision it (every slot EMPTY).\n"
@@ -76,10 +81,13 @@ static const char usage_init[] =
     "  --lifecycle L    development (default) or production\n"
     "  --attempts N     trial boots before a trial is rejected, 1 to 255\n"
     "                   (default 3)\n"
-    "  --factory IMG    ab-factory only: write IMG as the factory image\n"
-    "  --image IMG      install IMG as the first confirmed image (stage,\n"
-    "                   boot, confirm: production-line programming)\n"
+    "  --factory PKG    ab-factory only: write package PKG as the factory\n"
+    "                   image\n"
+    "  --image PKG      install package PKG as the first confirmed image\n"
+    "                   (stage, boot, confirm: production-line programming)\n"
     "  --force          replace F if it exists (refused otherwise)\n"
+    "Packages (.nbpkg, from make-image) are checked as by stage; the device\n"
+    "trusts only the simulator's test root.\n"
     "The file is built beside F and renamed into place only when all of it\n"
     "succeeded: a failed init leaves an existing F untouched.\n";
 
@@ -92,25 +100,34 @@ static const char usage_cut[] =
     "  --seed S         seed of the torn content (default 0)\n";
 
 static const char usage_stage[] =
-    "usage: nobrick-sim stage --flash F --image IMG [--cut-at-op N [--torn]\n"
+    "usage: nobrick-sim stage --flash F --image PKG [--cut-at-op N [--torn]\n"
     "         [--seed S]]\n"
     "\n"
-    "Stream IMG into the inactive slot as an update agent would (1 KiB\n"
-    "chunks), read the slot back and verify it, then mark it PENDING: the\n"
-    "next boot tries it once. Refused before anything is written: a file\n"
-    "shorter than the 64-byte header, a bad header, a file length other\n"
-    "than the header's size, an image larger than the slot, a security\n"
-    "version below the floor in production (allowed with a warning in\n"
-    "development), an update on trial, a swap not yet finished.\n"
-    "A payload whose SHA-256 does not match its header is found only when\n"
-    "its last byte is in (as on a device): the command fails with\n"
-    "NB_ERR_CORRUPT and the slot stays RECEIVING, which never boots; the\n"
-    "confirmed image is untouched. (Single-slot layout: the update\n"
-    "overwrites the only slot, so until a good image is staged and boots\n"
-    "the device stays in recovery.)\n"
-    "Output: slot, version, security_version, size, state (PENDING),\n"
-    "downgrade, and the flash operations used (ops, prog_ops, erase_ops,\n"
-    "bytes_written).\n";
+    "Install the signed package PKG (.nbpkg, from make-image) into the\n"
+    "inactive slot as an update agent would: the manifest first, then the\n"
+    "payload in 1 KiB chunks, each block checked against its digest in the\n"
+    "manifest before it is written; then read the whole slot back, verify\n"
+    "it and mark it PENDING: the next boot tries it once.\n"
+    "Refused before anything is written: a file that is not a whole package\n"
+    "(shorter than the 12-byte container header, a bad header, a malformed\n"
+    "manifest, a length other than payload offset + payload size), a\n"
+    "package larger than the slot, a signature that does not verify, a key\n"
+    "the device does not trust (the simulated device trusts only the\n"
+    "simulator's test root: packages made by 'nobrick package' with your\n"
+    "own keys fail with NB_ERR_UNKNOWN_KEY), another vendor, class or\n"
+    "hardware revision (the device is nb-test-vendor / nb-test-class /\n"
+    "sim-1), a security version below the floor in production (allowed\n"
+    "with a warning in development), an update on trial, a swap not yet\n"
+    "finished.\n"
+    "A payload block that does not match the signed manifest is found when\n"
+    "it arrives (as on a device): the command fails with NB_ERR_DIGEST and\n"
+    "the slot stays RECEIVING, which never boots; the confirmed image is\n"
+    "untouched. (Single-slot layout: the update overwrites the only slot,\n"
+    "so until a good package is staged and boots the device stays in\n"
+    "recovery.)\n"
+    "Output: slot, version, security_version, size (package bytes in the\n"
+    "slot), state (PENDING), downgrade, and the flash operations used (ops,\n"
+    "prog_ops, erase_ops, bytes_written).\n";
 
 static const char usage_boot[] =
     "usage: nobrick-sim boot --flash F [--cut-at-op N [--torn] [--seed S]]\n"
@@ -148,19 +165,27 @@ static const char usage_lifecycle[] =
 
 static const char usage_make_image[] =
     "usage: nobrick-sim make-image --version M.m.p --security-version N\n"
-    "         --size BYTES --out IMG [--seed S]\n"
+    "         --size BYTES --out PKG [--seed S]\n"
     "\n"
-    "Write a test image: the 64-byte header (magic, sizes, version,\n"
-    "security version, SHA-256) then BYTES bytes of reproducible payload.\n"
-    "The file is BYTES + 64 bytes long.\n"
+    "Write a signed TEST package (.nbpkg, docs/package-format.md): BYTES\n"
+    "bytes of reproducible payload and a manifest for the simulated device\n"
+    "(vendor nb-test-vendor, class nb-test-class, hardware revision sim-1),\n"
+    "signed with the simulator's TEST keys. Those keys are computed from\n"
+    "public seeds: anyone can sign with them. They are for the simulator\n"
+    "only, NEVER for real devices; real packages are made with 'nobrick\n"
+    "package' and keys in an HSM. The same arguments always give the same\n"
+    "bytes.\n"
     "  --version V           M and m 0 to 255, p 0 to 65535\n"
     "  --security-version N  0 to 4294967295\n"
-    "  --size BYTES          payload bytes, 0 to 256 MiB\n"
-    "  --out IMG             file to write (replaced if it exists)\n"
+    "  --size BYTES          payload bytes, 1 to 256 MiB (the file adds the\n"
+    "                        container header, manifest and zero padding)\n"
+    "  --out PKG             file to write (replaced if it exists)\n"
     "  --seed S              payload seed (default: from the version and\n"
     "                        security version)\n"
-    "Output: sha256 is the image digest stored in the header (over header\n"
-    "bytes 0..31 and the payload); file_sha256 is what sha256sum prints.\n";
+    "Output: size is the file's (and the slot's) package bytes; sha256 is\n"
+    "the payload's SHA-256 as signed in the manifest; file_sha256 is what\n"
+    "sha256sum prints; keys says \"test\" and warning repeats that the\n"
+    "package is signed with the simulator's test keys.\n";
 
 /* Help on stdout (exit 0) for rc 1 from cli_parse; otherwise pass rc on. */
 static int help(int rc, const char *text, int cut)
@@ -175,31 +200,87 @@ static int help(int rc, const char *text, int cut)
 
 /* ------------------------------------------------------------------ init */
 
-/* Provision the new device, then the factory and first images. */
+/* A package refused by the device for what it is (signature, key,
+ * identity, manifest), as one line naming `path`; -1 when `err` is not
+ * one of those. `tail` ends the message (" (nothing written)"). */
+static int pkg_refused(const char *path, nb_err err, const char *tail)
+{
+    switch (err) {
+    case NB_ERR_SIGNATURE:
+        return cli_fail(CLI_EXIT_FAIL, err, "%s: a signature does not "
+                        "verify (the manifest or its delegation was altered, "
+                        "or not signed by the key it names)%s", path, tail);
+    case NB_ERR_UNKNOWN_KEY:
+        return cli_fail(CLI_EXIT_FAIL, err, "%s: not signed under a root key "
+                        "this device trusts: the simulated device trusts "
+                        "only the simulator's test root (packages from "
+                        "'nobrick-sim make-image'); packages signed with "
+                        "other keys, such as your own with 'nobrick "
+                        "package', are refused%s", path, tail);
+    case NB_ERR_EXPIRED:
+        return cli_fail(CLI_EXIT_FAIL, err, "%s: the signing key's delegation "
+                        "was not valid when the manifest was created%s",
+                        path, tail);
+    case NB_ERR_REVOKED:
+        return cli_fail(CLI_EXIT_FAIL, err, "%s: the signing key is revoked%s",
+                        path, tail);
+    case NB_ERR_VENDOR:
+    case NB_ERR_CLASS:
+    case NB_ERR_HW_REV:
+        return cli_fail(CLI_EXIT_FAIL, err, "%s: the package is for another "
+                        "%s (the simulated device is vendor nb-test-vendor, "
+                        "class nb-test-class, hardware revision "
+                        NB_TEST_HW_REV ")%s", path,
+                        err == NB_ERR_VENDOR  ? "vendor, or its key may not "
+                                                "sign for this vendor"
+                        : err == NB_ERR_CLASS ? "device class, or its key "
+                                                "may not sign for this class"
+                                              : "hardware revision",
+                        tail);
+    case NB_ERR_MALFORMED:
+    case NB_ERR_TRUNCATED:
+    case NB_ERR_TRAILING:
+    case NB_ERR_DUPLICATE:
+    case NB_ERR_UNKNOWN_FIELD:
+    case NB_ERR_UNSUPPORTED:
+        return cli_fail(CLI_EXIT_FAIL, err, "%s: the manifest is refused "
+                        "(%s)%s", path, nb_err_name(err), tail);
+    default:
+        return -1;
+    }
+}
+
+/* Provision the new device, then the factory and first packages. */
 static int provision(struct simdev *sd, uint8_t lc, uint8_t attempts,
                      const char *fpath, const uint8_t *fimg, uint32_t flen,
                      const char *ipath, const uint8_t *img, uint32_t len)
 {
     nb_err err = nb_device_provision(&sd->dev, &sd->cfg, lc, attempts);
+    int rc;
     if (err)
         return cli_dev_error("provisioning", sd, err);
     if (fimg && (err = simdev_factory(sd, fimg, flen)) != NB_OK) {
-        if (err == NB_ERR_CORRUPT)
+        if (err == NB_ERR_DIGEST)
             return cli_fail(CLI_EXIT_FAIL, err,
-                            "%s: the payload does not match the header's "
-                            "SHA-256",
+                            "%s: the payload does not match the digests in "
+                            "its signed manifest",
                             fpath);
-        return cli_dev_error("writing the factory image", sd, err);
+        if ((rc = pkg_refused(fpath, err, "")) >= 0)
+            return rc;
+        return cli_dev_error("writing the factory package", sd, err);
     }
     if (!img)
         return 0;
     struct nb_boot_result res;
     int down = 0;
     err = simdev_stage(sd, img, len, &down);
-    if (err == NB_ERR_CORRUPT)
+    if (err == NB_ERR_DIGEST)
         return cli_fail(CLI_EXIT_FAIL, err,
-                        "%s: the payload does not match the header's SHA-256",
+                        "%s: the payload does not match the digests in its "
+                        "signed manifest",
                         ipath);
+    if (err && (rc = pkg_refused(ipath, err, "")) >= 0)
+        return rc;
     if (!err)
         err = simdev_boot(sd, &res);
     if (!err && (res.outcome != NB_BOOT_IMAGE || res.state != NB_SLOT_TRIAL))
@@ -273,23 +354,15 @@ static int cmd_init(int argc, char **argv)
                         "%s: already exists (use --force to replace it)",
                         path);
 
-    /* Read and check the images before creating anything. */
     uint8_t *img = NULL, *fimg = NULL;
     uint32_t len = 0, flen = 0;
-    struct nb_image_info info;
+    struct nb_manifest m;
     unsigned first = kind == NB_LAYOUT_AB_SWAP ? 1 : 0;
-    if ((fpath && cli_read_image(fpath, nb_layout_capacity(&l, 2), &fimg,
-                                 &flen, &info)) ||
-        (ipath && cli_read_image(ipath, nb_layout_capacity(&l, first), &img,
-                                 &len, &info))) {
-        free(fimg);
-        return CLI_EXIT_FAIL;
-    }
-
     struct simdev *sd = calloc(1, sizeof(*sd));
     char *tmp = malloc(strlen(path) + 32);
     uint8_t blob[NB_SIMFLASH_USER_MAX];
     size_t blen;
+    int bound = 0;
     if (!sd || !tmp) {
         rc = cli_fail(CLI_EXIT_FAIL, NB_ERR_NOMEM, "out of memory");
         goto out;
@@ -297,6 +370,8 @@ static int cmd_init(int argc, char **argv)
     sd->board.layout = l;
     blen = simdev_board_encode(&sd->board, blob, sizeof(blob));
     sprintf(tmp, "%s.init-%ld.tmp", path, (long)getpid());
+    /* The new file is built beside F: F itself is replaced only at the
+     * end, when everything succeeded. */
     nb_err err = nb_simflash_create_file(&sd->sim, tmp, &g, blob, blen);
     if (err) {
         rc = cli_fail(CLI_EXIT_FAIL, err, "%s: cannot create the flash file "
@@ -304,7 +379,20 @@ static int cmd_init(int argc, char **argv)
                           ? "no such directory" : "permissions or space?");
         goto out;
     }
-    simdev_bind(sd);
+    if ((err = simdev_bind(sd)) != NB_OK) {
+        rc = cli_fail(CLI_EXIT_FAIL, err, "cannot set up the simulated "
+                      "device's crypto and test keys");
+        goto out;
+    }
+    bound = 1;
+    /* Read and check the packages before anything is provisioned. */
+    if ((fpath && (rc = cli_read_package(sd, fpath,
+                                         nb_layout_capacity(&l, 2), &fimg,
+                                         &flen, &m))) ||
+        (ipath && (rc = cli_read_package(sd, ipath,
+                                         nb_layout_capacity(&l, first), &img,
+                                         &len, &m))))
+        goto out;
     rc = provision(sd, lc, (uint8_t)att, fpath, fimg, flen, ipath, img, len);
     if (!rc && (err = simdev_open(sd)) != NB_OK)
         rc = cli_dev_error("re-reading the journal", sd, err);
@@ -332,8 +420,12 @@ static int cmd_init(int argc, char **argv)
         json_emit(&j);
     }
 out:
-    if (sd)
-        nb_crypto_mbedtls_free(&sd->crypto, &sd->mc);
+    if (sd && sd->sim) { /* failed before the file was complete */
+        nb_simflash_close(sd->sim);
+        unlink(tmp);
+    }
+    if (bound)
+        simdev_unbind(sd);
     free(sd);
     free(tmp);
     free(img);
@@ -382,37 +474,38 @@ static void ok_head(struct json *j, const char *c, const struct cli_cut *cut)
 }
 
 static int stage_error(struct simdev *sd, const char *ipath,
-                       const struct nb_image_info *info, nb_err err)
+                       const struct nb_manifest *m, uint32_t len, nb_err err)
 {
     const struct nb_state *st = &sd->dev.state;
     int t = cli_find_slot(sd, NB_SLOT_TRIAL);
     int r = cli_find_slot(sd, NB_SLOT_RECEIVING);
+    int rc;
     switch (err) {
-    case NB_ERR_DENIED:
+    case NB_ERR_ROLLBACK:
         return cli_fail(CLI_EXIT_FAIL, err, "%s: security version %" PRIu32
                         " is below the floor %" PRIu32 ": refused in "
-                        "production (nothing written)", ipath, info->svn,
+                        "production (nothing written)", ipath, m->svn,
                         st->floor);
     case NB_ERR_NOSPC:
-        return cli_fail(CLI_EXIT_FAIL, err, "%s: the image (%" PRIu32
+        return cli_fail(CLI_EXIT_FAIL, err, "%s: the package (%" PRIu32
                         " bytes) does not fit the slot the update goes to "
-                        "(nothing written)", ipath, info->size);
-    case NB_ERR_CORRUPT:
+                        "(nothing written)", ipath, len);
+    case NB_ERR_DIGEST:
         if (r >= 0)
             return cli_fail(CLI_EXIT_FAIL, err, "%s: the payload does not "
-                            "match the header's SHA-256; slot %s is left "
-                            "RECEIVING and never boots (%s)", ipath,
-                            cli_slot_name((unsigned)r),
+                            "match the digests in its signed manifest; slot "
+                            "%s is left RECEIVING and never boots (%s)",
+                            ipath, cli_slot_name((unsigned)r),
                             st->layout == NB_LAYOUT_SINGLE
                                 ? "single slot: recovery until a good "
-                                  "image is staged"
+                                  "package is staged"
                                 : "the confirmed image is untouched");
         break;
     case NB_ERR_STATE:
         if (st->op == NB_OP_NONE && t >= 0)
             return cli_fail(CLI_EXIT_FAIL, err, "slot %s is on trial: "
                             "confirm it or let it revert (boot) before "
-                            "staging another image (nothing written)",
+                            "staging another package (nothing written)",
                             cli_slot_name((unsigned)t));
         if (st->op == NB_OP_NONE && st->layout == NB_LAYOUT_AB_SWAP &&
             st->active == 1)
@@ -420,8 +513,19 @@ static int stage_error(struct simdev *sd, const char *ipath,
                             "in slot B: run boot to bring it back to A "
                             "first (nothing written)");
         break;
-    default:
+    default: {
+        /* Refused by nb_install_begin, before anything was written; or,
+         * should the flash garble the slot, by the final check. */
+        struct nb_simflash_stats fs;
+        nb_simflash_stats(sd->sim, &fs);
+        const char *tail = fs.prog_ops + fs.erase_ops == 0
+                               ? " (nothing written)"
+                               : " (the slot is left RECEIVING and never "
+                                 "boots)";
+        if ((rc = pkg_refused(ipath, err, tail)) >= 0)
+            return rc;
         break;
+    }
     }
     return cli_dev_error("stage", sd, err);
 }
@@ -432,44 +536,46 @@ static int cmd_stage(int argc, char **argv)
                           {"--image", CLI_VALUE, 0, 0}, CUT_OPTS};
     struct simdev *sd = NULL;
     struct cli_cut cut;
-    struct nb_image_info info;
-    uint8_t *img = NULL;
+    struct nb_manifest m;
+    uint8_t *pkg = NULL;
     uint32_t len;
     int rc = dev_cmd("stage", argc, argv, o, NOPTS(o), usage_stage, &cut, &sd);
     if (rc || !sd)
         return rc;
+    /* The device is mounted (read only so far): check the file before
+     * anything is written. */
     uint32_t cap = cli_update_capacity(&sd->dev.cfg.layout);
-    rc = cli_read_image(o[1].value, cap, &img, &len, &info);
+    rc = cli_read_package(sd, o[1].value, cap, &pkg, &len, &m);
     if (rc)
         goto out;
     cli_cut_arm(sd, &cut);
     int down = 0;
-    nb_err err = simdev_stage(sd, img, len, &down);
+    nb_err err = simdev_stage(sd, pkg, len, &down);
     if (down)
         fprintf(stderr, "warning: security version %" PRIu32 " is below the "
-                "floor %" PRIu32 " (allowed in development)\n", info.svn,
+                "floor %" PRIu32 " (allowed in development)\n", m.svn,
                 sd->dev.state.floor);
     if ((rc = cli_power_cut(sd, &cut)) >= 0)
         goto out;
     if (err) {
-        rc = stage_error(sd, o[1].value, &info, err);
+        rc = stage_error(sd, o[1].value, &m, len, err);
         goto out;
     }
     int p = cli_find_slot(sd, NB_SLOT_PENDING);
+    const struct nb_slot_info *si = &sd->dev.state.slot[p < 0 ? 0 : p];
     struct json j;
     ok_head(&j, "stage", &cut);
     json_u64(&j, "slot", p < 0 ? 0 : (unsigned)p);
-    json_version(&j, "version", info.version);
-    json_u64(&j, "security_version", info.svn);
-    json_u64(&j, "size", info.size);
-    json_str(&j, "state", nb_slot_state_name(p < 0 ? 0
-                                           : sd->dev.state.slot[p].state));
+    json_version(&j, "version", si->version);
+    json_u64(&j, "security_version", si->svn);
+    json_u64(&j, "size", si->size);
+    json_str(&j, "state", nb_slot_state_name(p < 0 ? 0 : si->state));
     json_bool(&j, "downgrade", down);
     cli_json_ops(&j, sd);
     json_emit(&j);
     rc = 0;
 out:
-    free(img);
+    free(pkg);
     cli_dev_close(sd);
     return rc;
 }
@@ -657,24 +763,38 @@ static int cmd_make_image(int argc, char **argv)
     uint64_t svn, size, seed = 0;
     if (cli_version(c, "--version", o[0].value, &version) ||
         cli_u64(c, "--security-version", o[1].value, 0, UINT32_MAX, &svn) ||
-        cli_u64(c, "--size", o[2].value, 0, 256 * MIB, &size) ||
+        cli_u64(c, "--size", o[2].value, 1, 256 * MIB, &size) ||
         (o[4].set && cli_u64(c, "--seed", o[4].value, 0, UINT64_MAX, &seed)))
         return CLI_EXIT_USAGE;
     if (!o[4].set)
         seed = (uint64_t)version << 32 | svn;
-    uint32_t total = (uint32_t)size + NB_IMAGE_HDR_SIZE;
-    uint8_t *buf = malloc(total), digest[NB_SHA256_LEN];
-    struct nb_mbedtls_crypto mc;
+    /* The simulator's TEST keys (nb_testpkg.h): public seeds, so a
+     * simulated fleet and its replays see byte-identical packages. */
+    struct nb_openssl_crypto oc;
     struct nb_crypto crypto;
-    if (!buf)
-        return cli_fail(CLI_EXIT_FAIL, NB_ERR_NOMEM, "out of memory");
-    nb_crypto_mbedtls_init(&crypto, &mc);
-    nb_err err = simdev_make_image(&crypto, version, (uint32_t)svn,
-                                   (uint32_t)size, seed, buf);
+    struct nb_testkeys keys;
+    struct nb_manifest m;
+    struct nb_buf pkg = {0};
+    uint8_t digest[NB_SHA256_LEN];
+    nb_err err = nb_crypto_openssl_init(&crypto, &oc);
+    if (err)
+        return cli_fail(CLI_EXIT_FAIL, err, "cannot set up the crypto port");
+    if ((err = nb_testkeys_init(&keys, &crypto)) != NB_OK) {
+        nb_crypto_openssl_free(&crypto, &oc);
+        return cli_fail(CLI_EXIT_FAIL, err, "cannot derive the test keys");
+    }
+    err = nb_testpkg_make(&keys, &crypto, version, (uint32_t)svn,
+                          (uint32_t)size, seed, &pkg);
     if (!err)
-        err = nb_sha256(&crypto, buf, total, digest);
+        err = nb_manifest_parse_unverified(
+            &crypto, pkg.p + NB_PKG_HDR_SIZE,
+            (uint32_t)pkg.p[8] | (uint32_t)pkg.p[9] << 8 |
+                (uint32_t)pkg.p[10] << 16 | (uint32_t)pkg.p[11] << 24,
+            &m);
+    if (!err)
+        err = nb_sha256(&crypto, pkg.p, pkg.len, digest);
     if (err) {
-        rc = cli_fail(CLI_EXIT_FAIL, err, "cannot hash the image");
+        rc = cli_fail(CLI_EXIT_FAIL, err, "cannot make the test package");
         goto out;
     }
     FILE *f = fopen(o[3].value, "wb");
@@ -684,7 +804,7 @@ static int cmd_make_image(int argc, char **argv)
                       strerror(errno));
         goto out;
     }
-    int bad = fwrite(buf, 1, total, f) != total;
+    int bad = fwrite(pkg.p, 1, pkg.len, f) != pkg.len;
     bad |= fclose(f) != 0;
     if (bad) {
         unlink(o[3].value);
@@ -700,13 +820,21 @@ static int cmd_make_image(int argc, char **argv)
     json_version(&j, "version", version);
     json_u64(&j, "security_version", svn);
     json_u64(&j, "payload_size", size);
-    json_u64(&j, "size", total);
-    json_hex(&j, "sha256", buf + 32, NB_SHA256_LEN);
+    json_u64(&j, "size", pkg.len);
+    json_u64(&j, "manifest_size", m.len);
+    json_u64(&j, "payload_offset", m.payload_offset);
+    json_u64(&j, "block_size", m.block_size);
+    json_hex(&j, "key_id", m.kid, NB_KEY_ID_LEN);
+    json_str(&j, "keys", "test");
+    json_str(&j, "warning", "signed with the simulator's TEST keys (public "
+             "seeds): for nobrick-sim only, never for real devices");
+    json_hex(&j, "sha256", m.digest, NB_SHA256_LEN);
     json_hex(&j, "file_sha256", digest, NB_SHA256_LEN);
     json_emit(&j);
 out:
-    nb_crypto_mbedtls_free(&crypto, &mc);
-    free(buf);
+    nb_buf_free(&pkg);
+    nb_testkeys_free(&keys);
+    nb_crypto_openssl_free(&crypto, &oc);
     return rc;
 }
 

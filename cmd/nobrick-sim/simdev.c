@@ -81,16 +81,34 @@ nb_err simdev_board_decode(const uint8_t *in, size_t len,
     return NB_OK;
 }
 
-void simdev_bind(struct simdev *sd)
+nb_err simdev_bind(struct simdev *sd)
 {
     nb_simflash_interface(sd->sim, &sd->flash);
-    nb_crypto_mbedtls_init(&sd->crypto, &sd->mc);
+    nb_err err = nb_crypto_openssl_init(&sd->crypto, &sd->oc);
+    if (err)
+        return err;
+    if ((err = nb_testkeys_init(&sd->keys, &sd->crypto))) {
+        nb_crypto_openssl_free(&sd->crypto, &sd->oc);
+        return err;
+    }
+    nb_testpkg_identity(&sd->identity);
     memset(&sd->cfg, 0, sizeof(sd->cfg));
     sd->cfg.flash = &sd->flash;
     sd->cfg.crypto = &sd->crypto;
+    sd->cfg.keystore = &sd->keys.keystore;
+    sd->cfg.identity = &sd->identity;
     sd->cfg.layout = sd->board.layout;
     sd->cfg.buf = sd->buf;
     sd->cfg.buf_size = SIMDEV_BUF;
+    sd->cfg.mbuf = sd->mbuf;
+    sd->cfg.mbuf_size = NB_MANIFEST_MAX;
+    return NB_OK;
+}
+
+void simdev_unbind(struct simdev *sd)
+{
+    nb_testkeys_free(&sd->keys);
+    nb_crypto_openssl_free(&sd->crypto, &sd->oc);
 }
 
 nb_err simdev_open(struct simdev *sd)
@@ -98,52 +116,69 @@ nb_err simdev_open(struct simdev *sd)
     return nb_device_open(&sd->dev, &sd->cfg);
 }
 
-static nb_err stream(struct nb_install *in, const uint8_t *img, uint32_t len)
+nb_err simdev_check_file(struct simdev *sd, const uint8_t *pkg, uint32_t len)
 {
-    for (uint32_t done = 0; done < len;) {
-        uint32_t n = len - done < SIMDEV_CHUNK ? len - done : SIMDEV_CHUNK;
-        nb_err err = nb_install_write(in, img + done, n);
-        if (err)
-            return err;
-        done += n;
-    }
-    return nb_install_finish(in);
+    struct nb_manifest m;
+    uint32_t mlen;
+    if (len < NB_PKG_HDR_SIZE)
+        return NB_ERR_TRUNCATED;
+    nb_err err = nb_pkg_parse_header(pkg, &mlen);
+    if (err)
+        return err;
+    if (mlen > len - NB_PKG_HDR_SIZE)
+        return NB_ERR_TRUNCATED;
+    err = nb_manifest_parse_unverified(&sd->crypto, pkg + NB_PKG_HDR_SIZE,
+                                       mlen, &m);
+    if (err)
+        return err;
+    uint64_t want = (uint64_t)m.payload_offset + m.payload_size;
+    if (len < want)
+        return NB_ERR_TRUNCATED;
+    return len > want ? NB_ERR_TRAILING : NB_OK;
 }
 
-static nb_err install(struct simdev *sd, const uint8_t *img, uint32_t len,
+static nb_err install(struct simdev *sd, const uint8_t *pkg, uint32_t len,
                       uint8_t target, int *downgrade)
 {
     struct nb_install in;
-    struct nb_image_info hi;
-    if (len < NB_IMAGE_HDR_SIZE)
-        return NB_ERR_CORRUPT;
-    /* Refuse a file that disagrees with its header before the journal
-     * hears of it. */
-    nb_err err = nb_image_parse_header(img, len, &hi);
-    if (err)
-        return err;
-    if (hi.size != len)
-        return NB_ERR_CORRUPT;
-    err = simdev_open(sd);
+    /* Refuse a file that is not a whole package before the journal hears
+     * of it. */
+    nb_err err = simdev_check_file(sd, pkg, len);
     if (!err)
-        err = nb_install_begin(&in, &sd->dev, img, target);
+        err = simdev_open(sd);
+    if (!err)
+        err = nb_install_begin(&in, &sd->dev, pkg + NB_PKG_HDR_SIZE,
+                               pkg[8] | pkg[9] << 8 | pkg[10] << 16 |
+                                   (uint32_t)pkg[11] << 24,
+                               target);
     if (err)
         return err;
     if (downgrade)
         *downgrade = in.downgrade;
-    return stream(&in, img, len);
+    const struct nb_manifest *m = &sd->dev.manifest;
+    const uint8_t *payload = pkg + m->payload_offset;
+    for (uint32_t done = 0; done < m->payload_size;) {
+        uint32_t n = m->payload_size - done < SIMDEV_CHUNK
+                         ? m->payload_size - done
+                         : SIMDEV_CHUNK;
+        err = nb_install_write(&in, payload + done, n);
+        if (err)
+            return err;
+        done += n;
+    }
+    return nb_install_finish(&in);
 }
 
-nb_err simdev_stage(struct simdev *sd, const uint8_t *img, uint32_t len,
+nb_err simdev_stage(struct simdev *sd, const uint8_t *pkg, uint32_t len,
                     int *downgrade)
 {
-    nb_err err = install(sd, img, len, NB_TARGET_UPDATE, downgrade);
+    nb_err err = install(sd, pkg, len, NB_TARGET_UPDATE, downgrade);
     return err ? err : nb_install_set_pending(&sd->dev);
 }
 
-nb_err simdev_factory(struct simdev *sd, const uint8_t *img, uint32_t len)
+nb_err simdev_factory(struct simdev *sd, const uint8_t *pkg, uint32_t len)
 {
-    return install(sd, img, len, NB_TARGET_FACTORY, NULL);
+    return install(sd, pkg, len, NB_TARGET_FACTORY, NULL);
 }
 
 nb_err simdev_boot(struct simdev *sd, struct nb_boot_result *res)
@@ -158,19 +193,10 @@ nb_err simdev_confirm(struct simdev *sd)
     return err ? err : nb_confirm(&sd->dev);
 }
 
-nb_err simdev_make_image(const struct nb_crypto *crypto, uint32_t version,
-                         uint32_t svn, uint32_t payload_size, uint64_t seed,
-                         uint8_t *out)
+nb_err simdev_make_package(struct simdev *sd, uint32_t version, uint32_t svn,
+                           uint32_t payload_size, uint64_t seed,
+                           struct nb_buf *out)
 {
-    uint8_t *payload = out + NB_IMAGE_HDR_SIZE;
-    uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
-    for (uint32_t i = 0; i < payload_size; i++) {
-        /* xorshift64*: reproducible bytes that differ per image. */
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        payload[i] = (uint8_t)((x * 0x2545F4914F6CDD1Dull) >> 56);
-    }
-    return nb_image_make_header(crypto, payload, payload_size, version, svn,
-                                out);
+    return nb_testpkg_make(&sd->keys, &sd->crypto, version, svn,
+                           payload_size, seed, out);
 }

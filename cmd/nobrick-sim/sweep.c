@@ -78,9 +78,9 @@ struct world {
     struct params p;
     struct simdev sd;
     struct nb_simflash *snap[MAX_STEPS + 1];
-    struct nb_simflash *post; /* state right after the first cut */
     const struct step *script;
     unsigned steps;
+    int bound; /* simdev_bind done */
     uint32_t capacity;
     uint64_t start_op[MAX_STEPS + 1]; /* ops before step s; [steps] = total */
     uint32_t confirmed[MAX_STEPS + 1]; /* confirmed version before step s */
@@ -115,16 +115,17 @@ static uint32_t svn_of(uint32_t version)
     return 2 + nb_version_patch(version) / 2;
 }
 
-/* Sizes vary so that swaps meet old > new, new > old and odd tails. */
-static uint32_t size_of(const struct world *w, uint32_t version)
+/* Payload sizes vary so that swaps meet old > new, new > old and odd
+ * tails; the package (container, manifest with one digest per 4 KiB
+ * block, payload) must fit the slot. */
+static uint32_t payload_of(const struct world *w, uint32_t version)
 {
     static const uint16_t permille[] = {700, 550, 850, 400, 910, 620};
-    uint32_t c = w->capacity;
     if (version == v_live())
-        return NB_IMAGE_HDR_SIZE + 1000;
+        return 1000;
+    uint32_t room = w->capacity - 1024 - 32 * (w->capacity / 4096 + 1);
     uint32_t k = nb_version_patch(version) + nb_version_minor(version);
-    uint32_t s = (uint32_t)((uint64_t)c * permille[k % 6] / 1000) + k % 29;
-    return s > c ? c : s;
+    return (uint32_t)((uint64_t)room * permille[k % 6] / 1000) + k % 29;
 }
 
 static const struct image *image(struct world *w, uint32_t version)
@@ -133,17 +134,19 @@ static const struct image *image(struct world *w, uint32_t version)
         if (w->cache[i].bytes && w->cache[i].version == version)
             return &w->cache[i];
     struct image *im = &w->cache[w->cache_next++ % CACHE];
-    uint32_t len = size_of(w, version);
-    uint8_t *b = realloc(im->bytes, len);
-    if (!b) {
-        fprintf(stderr, "nobrick-sim: out of memory\n");
+    struct nb_buf b = {0};
+    free(im->bytes);
+    memset(im, 0, sizeof(*im));
+    nb_err err = simdev_make_package(&w->sd, version, svn_of(version),
+                                     payload_of(w, version), version, &b);
+    if (err || b.len > w->capacity) {
+        fprintf(stderr, "nobrick-sim: cannot make test package: %s\n",
+                err ? nb_err_name(err) : "larger than the slot");
         exit(1);
     }
-    im->bytes = b;
-    im->len = len;
+    im->bytes = b.p;
+    im->len = (uint32_t)b.len;
     im->version = version;
-    simdev_make_image(&w->sd.crypto, version, svn_of(version),
-                      len - NB_IMAGE_HDR_SIZE, version, b);
     return im;
 }
 
@@ -390,7 +393,12 @@ static int setup(struct world *w)
                 nb_err_name(err));
         return 0;
     }
-    simdev_bind(&w->sd);
+    if ((err = simdev_bind(&w->sd))) {
+        fprintf(stderr, "nobrick-sim: cannot set up crypto and test keys: "
+                "%s\n", nb_err_name(err));
+        return 0;
+    }
+    w->bound = 1;
     /* Images must fit whichever slot an update lands in. */
     w->capacity = nb_layout_capacity(&w->sd.board.layout, 0);
     if (w->p.kind == NB_LAYOUT_AB || w->p.kind == NB_LAYOUT_AB_FACTORY) {
@@ -404,8 +412,6 @@ static int setup(struct world *w)
     for (unsigned i = 0; i <= w->steps; i++)
         if (nb_simflash_create_mem(&w->snap[i], &g))
             return 0;
-    if (nb_simflash_create_mem(&w->post, &g))
-        return 0;
     err = nb_device_provision(&w->sd.dev, &w->sd.cfg, w->p.lifecycle, 0);
     if (!err && w->p.kind == NB_LAYOUT_AB_FACTORY) {
         const struct image *f = image(w, v_factory());
@@ -559,11 +565,11 @@ static void world_free(struct world *w)
 {
     for (unsigned i = 0; i <= MAX_STEPS; i++)
         nb_simflash_close(w->snap[i]);
-    nb_simflash_close(w->post);
     nb_simflash_close(w->sd.sim);
     for (unsigned i = 0; i < CACHE; i++)
         free(w->cache[i].bytes);
-    nb_crypto_mbedtls_free(&w->sd.crypto, &w->sd.mc);
+    if (w->bound)
+        simdev_unbind(&w->sd);
 }
 
 /* ---- command line ---- */

@@ -52,9 +52,9 @@ static nb_err sha256_finish(void *ctx, uint8_t digest[NB_SHA256_LEN])
     return NB_OK;
 }
 
-/* ECDSA P-256 over a SHA-256 digest. Every failure, a malformed key, a
- * NULL argument and an allocation failure included, is NB_ERR_SIGNATURE:
- * the interface promises exactly NB_OK or that.
+/* ECDSA P-256 over a SHA-256 digest. Every failure, a malformed key and a
+ * NULL argument included, is NB_ERR_SIGNATURE, except running out of
+ * memory (mbedTLS allocates bignums): NB_ERR_NOMEM, which is no verdict.
  *   - the key must be an uncompressed point (04 || X || Y) on the curve
  *     with coordinates below p (mbedtls_ecp_point_read_binary refuses any
  *     other first byte at this length; mbedtls_ecp_check_pubkey checks
@@ -79,18 +79,27 @@ static nb_err ecdsa_p256_verify(void *ctx, const uint8_t pub[65],
     mbedtls_mpi_init(&r);
     mbedtls_mpi_init(&s);
 
-    if (mbedtls_ecp_group_load(&grp, MBEDTLS_ECP_DP_SECP256R1) != 0)
-        goto out;
-    if (mbedtls_ecp_point_read_binary(&grp, &q, pub, 65) != 0)
-        goto out;
-    if (mbedtls_ecp_check_pubkey(&grp, &q) != 0)
-        goto out;
-    if (mbedtls_mpi_read_binary(&r, sig, 32) != 0 ||
-        mbedtls_mpi_read_binary(&s, sig + 32, 32) != 0)
-        goto out;
-    if (mbedtls_ecdsa_verify(&grp, hash, NB_SHA256_LEN, &q, &r, &s) != 0)
-        goto out;
+    /* An allocation failure (a small static pool on an MCU) says nothing
+     * about the signature: it must not reject a good image for good. */
+    int rc = mbedtls_ecp_group_load(&grp, MBEDTLS_ECP_DP_SECP256R1);
+    if (rc)
+        goto fail;
+    rc = mbedtls_ecp_point_read_binary(&grp, &q, pub, 65);
+    if (!rc)
+        rc = mbedtls_ecp_check_pubkey(&grp, &q);
+    if (!rc)
+        rc = mbedtls_mpi_read_binary(&r, sig, 32);
+    if (!rc)
+        rc = mbedtls_mpi_read_binary(&s, sig + 32, 32);
+    if (!rc)
+        rc = mbedtls_ecdsa_verify(&grp, hash, NB_SHA256_LEN, &q, &r, &s);
+    if (rc)
+        goto fail;
     err = NB_OK;
+    goto out;
+fail:
+    if (rc == MBEDTLS_ERR_MPI_ALLOC_FAILED || rc == MBEDTLS_ERR_ECP_ALLOC_FAILED)
+        err = NB_ERR_NOMEM;
 out:
     mbedtls_mpi_free(&s);
     mbedtls_mpi_free(&r);
