@@ -167,9 +167,10 @@ nb_err nb_install_begin(struct nb_install *in, struct nb_device *d,
         if (err)
             return err;
     }
-    /* Each block is checked whole before it is written. */
+    /* Each block is checked whole before it is written: a block larger
+     * than this device's work buffer is a package it cannot take. */
     if (m->block_size > c->buf_size)
-        return NB_ERR_NOSPC;
+        return NB_ERR_UNSUPPORTED;
     if (m->payload_offset % c->flash->write_size)
         return NB_ERR_UNSUPPORTED;
     /* Everything refusable is refused above: only now touch the state. */

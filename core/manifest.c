@@ -202,8 +202,9 @@ struct ext_seen {
     int64_t key[NB_MAX_EXTENSIONS];
 };
 
-/* Map key: a positive key is returned; a negative one (an extension) has
- * its value skipped and *key set to 0. */
+/* Map key: a positive key (0 included) is returned; a negative one (an
+ * extension) has its value skipped and *key set to EXTENSION. */
+#define EXTENSION UINT64_MAX
 static nb_err map_key(struct nb_cbor *c, struct ext_seen *ext, uint64_t *key)
 {
     int64_t k;
@@ -217,7 +218,7 @@ static nb_err map_key(struct nb_cbor *c, struct ext_seen *ext, uint64_t *key)
         if (ext->n == NB_MAX_EXTENSIONS)
             return NB_ERR_MALFORMED; /* more extensions than we track */
         ext->key[ext->n++] = k;
-        *key = 0;
+        *key = EXTENSION;
         return nb_cbor_skip(c);
     }
     *key = (uint64_t)k;
@@ -241,9 +242,9 @@ static nb_err parse_delegation(const struct nb_crypto *cr,
     for (uint64_t i = 0; i < n; i++) {
         if ((err = map_key(&c, &ext, &key)))
             return err;
-        if (key == 0)
+        if (key == EXTENSION)
             continue;
-        if (key > 6)
+        if (key == 0 || key > 6)
             return NB_ERR_UNKNOWN_FIELD;
         if (seen & (1u << key))
             return NB_ERR_DUPLICATE;
@@ -344,9 +345,9 @@ static nb_err parse_fields(struct nb_cbor *c, const uint8_t *base,
     for (uint64_t i = 0; i < n; i++) {
         if ((err = map_key(c, &ext, &key)))
             return err;
-        if (key == 0)
+        if (key == EXTENSION)
             continue;
-        if (key > 15)
+        if (key == 0 || key > 15)
             return NB_ERR_UNKNOWN_FIELD;
         if (seen & (1u << key))
             return NB_ERR_DUPLICATE;
@@ -547,9 +548,9 @@ nb_err nb_revocation_verify(const struct nb_crypto *c,
     for (uint64_t i = 0; i < n; i++) {
         if ((err = map_key(&cb, &ext, &key)))
             return err;
-        if (key == 0)
+        if (key == EXTENSION)
             continue;
-        if (key > 2)
+        if (key == 0 || key > 2)
             return NB_ERR_UNKNOWN_FIELD;
         if (seen & (1u << key))
             return NB_ERR_DUPLICATE;

@@ -12,14 +12,15 @@ typedef enum nb_err {
     NB_OK = 0,
     NB_ERR_IO = -5,        /* flash read/program/erase reported failure */
     NB_ERR_NOENT = -2,     /* nothing there (no record, no image) */
-    NB_ERR_DENIED = -13,   /* not allowed: rollback, lifecycle, state */
+    NB_ERR_DENIED = -13,   /* not allowed (lifecycle back, a refusal) */
     NB_ERR_INVAL = -22,    /* bad argument or configuration */
     NB_ERR_NOSPC = -28,    /* does not fit (image larger than slot) */
     NB_ERR_RANGE = -34,    /* address or length outside the device */
     NB_ERR_STATE = -71,    /* operation not valid in the current state */
     NB_ERR_CORRUPT = -84,  /* data fails its check (CRC, digest, format) */
     NB_ERR_POWER = -100,   /* power was cut (simulated flash only) */
-    NB_ERR_NOMEM = -12,    /* a caller-provided buffer is too small */
+    NB_ERR_NOMEM = -12,    /* out of memory, or a buffer too small: no
+                            * verdict on the data */
 
     /* Package and manifest rejections: one code per reason, so a log line
      * or a test can tell them apart (see docs/package-format.md). */

@@ -574,6 +574,7 @@ static void keys_and_fields(void **state)
         {{1, 1, NULL, 0}, NB_ERR_DUPLICATE},
         {{15, 1024, NULL, 0}, NB_ERR_DUPLICATE},
         {{16, 0, NULL, 0}, NB_ERR_UNKNOWN_FIELD},
+        {{0, 1, NULL, 0}, NB_ERR_UNKNOWN_FIELD}, /* key 0 is critical too */
         {{100000, 1, NULL, 0}, NB_ERR_UNKNOWN_FIELD},
         {{-1, 7, NULL, 0}, NB_OK},
         {{-5, 0, nested, sizeof(nested)}, NB_OK},
@@ -588,6 +589,20 @@ static void keys_and_fields(void **state)
                      nb_err_name(cases[i].want));
         if (err == NB_OK) /* an extension is ignored, not mistaken */
             assert_int_equal(m.svn, 4);
+    }
+    /* Extension keys are remembered too: a duplicate one is refused, and
+     * so is a ninth extension (regression: both were once accepted). */
+    {
+        struct tl_extra two[2] = {{-3, 1, NULL, 0}, {-3, 2, NULL, 0}};
+        o = (struct tl_mopts){.extra = two, .extra_count = 2};
+        assert_int_equal(hand(&r, &o, &m), NB_ERR_DUPLICATE);
+        struct tl_extra many[9];
+        for (int i = 0; i < 9; i++)
+            many[i] = (struct tl_extra){-1 - i, (uint64_t)i, NULL, 0};
+        o = (struct tl_mopts){.extra = many, .extra_count = 8};
+        assert_int_equal(hand(&r, &o, &m), NB_OK);
+        o = (struct tl_mopts){.extra = many, .extra_count = 9};
+        assert_int_equal(hand(&r, &o, &m), NB_ERR_MALFORMED);
     }
     /* Every required field left out. */
     for (int k = 1; k <= 15; k++) {
@@ -636,6 +651,41 @@ static void keys_and_fields(void **state)
     nb_buf_free(&out);
 }
 
+/* A keystore that cannot answer gives no verdict (regression: its error
+ * once became NB_ERR_UNKNOWN_KEY, and the bootloader then rejected a good
+ * image for good). */
+static nb_err broken_root(void *ctx, const uint8_t kid[NB_KEY_ID_LEN],
+                          uint8_t pub[NB_PUBKEY_LEN])
+{
+    (void)kid;
+    (void)pub;
+    return *(const nb_err *)ctx;
+}
+
+static void keystore_failure_is_no_verdict(void **state)
+{
+    (void)state;
+    struct tl_image im = small(1);
+    struct nb_manifest m;
+    struct nb_revocations rev;
+    const uint8_t *man = im.data + NB_PKG_HDR_SIZE;
+    uint32_t mlen = im.mlen;
+    const nb_err errs[] = {NB_ERR_IO, NB_ERR_NOMEM, NB_ERR_UNKNOWN_KEY,
+                           NB_ERR_NOENT};
+    const nb_err want[] = {NB_ERR_IO, NB_ERR_NOMEM, NB_ERR_UNKNOWN_KEY,
+                           NB_ERR_UNKNOWN_KEY};
+    for (unsigned i = 0; i < 4; i++) {
+        struct nb_keystore ks = {(void *)&errs[i], broken_root};
+        assert_int_equal(nb_manifest_verify(&T->crypto, &ks, NULL, man, mlen,
+                                            &m),
+                         want[i]);
+        assert_int_equal(nb_revocation_verify(&T->crypto, &ks, NULL, man,
+                                              mlen, &rev) == NB_OK,
+                         0);
+    }
+    tl_image_free(&im);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -647,6 +697,7 @@ int main(void)
         cmocka_unit_test(revoked_key),
         cmocka_unit_test(vendor_class_hw_and_size),
         cmocka_unit_test(keys_and_fields),
+        cmocka_unit_test(keystore_failure_is_no_verdict),
     };
     return cmocka_run_group_tests_name("manifest", tests, setup, teardown);
 }

@@ -25,8 +25,25 @@ struct key {
 
 static const struct key keys[] = {
     {"flash", S(flash), "",
-     "the device's flash: a simulated flash file made by 'nobrick-sim init' "
-     "(required)"},
+     "the device's flash (required): with flash_type sim a simulated flash "
+     "file made by 'nobrick-sim init'; mtd: /dev/mtdN; block: a block "
+     "device or a plain file (used at its current length)"},
+    {"flash_type", S(flash_type), "sim",
+     "sim, mtd or block: the flash backend (mtd and block need layout and "
+     "slot_size, and a device provisioned with --provision)"},
+    {"flash_sector_size", U(flash_sector_size, 1, 1u << 30), "4096",
+     "block only: the erase unit in bytes, a multiple of flash_write_size"},
+    {"flash_write_size", U(flash_write_size, 1, 32), "8",
+     "block only: the program unit in bytes: 1, 2, 4, 8, 16 or 32"},
+    {"flash_erase_value", S(flash_erase_value), "0xff",
+     "block only: the value an erase writes, 0xff or 0x00"},
+    {"layout", S(layout), "ab",
+     "mtd/block only: ab, ab-swap or single, planned over the device's "
+     "geometry (journal first, then the slots); never change it after "
+     "provisioning"},
+    {"slot_size", U(slot_size, 1, 0xFFFFFFFFu), "",
+     "mtd/block only: bytes per slot, rounded up to whole sectors "
+     "(required for mtd/block; never change it after provisioning)"},
     {"device_id", S(device_id), "",
      "this device's ID at the server: 1-64 of A-Z a-z 0-9 . _ - (required)"},
     {"server_url", S(server_url), "",
@@ -261,6 +278,101 @@ int agent_opts_prefer(const char *list, uint8_t *kinds, unsigned cap)
     return (int)n;
 }
 
+int agent_opts_layout_kind(const char *name)
+{
+    if (strcmp(name, "ab") == 0)
+        return NB_LAYOUT_AB;
+    if (strcmp(name, "ab-swap") == 0)
+        return NB_LAYOUT_AB_SWAP;
+    if (strcmp(name, "single") == 0)
+        return NB_LAYOUT_SINGLE;
+    return 0;
+}
+
+int agent_opts_erase_value(const char *s)
+{
+    if (strcmp(s, "0xff") == 0 || strcmp(s, "0xFF") == 0 ||
+        strcmp(s, "255") == 0)
+        return 0xFF;
+    if (strcmp(s, "0x00") == 0 || strcmp(s, "0x0") == 0 ||
+        strcmp(s, "0") == 0)
+        return 0x00;
+    return -1;
+}
+
+/* Was key `name` set (file or command line)? */
+static int was_set(const struct agent_opts *o, const char *name)
+{
+    unsigned idx;
+    return find(name, &idx) && (o->set & (1ull << idx));
+}
+
+int agent_opts_check_flash(const struct agent_opts *o, FILE *err)
+{
+    static const char *const block_keys[] = {
+        "flash_sector_size", "flash_write_size", "flash_erase_value"};
+    static const char *const layout_keys[] = {"layout", "slot_size"};
+    if (!o->flash[0]) {
+        fprintf(err, "nobrick-agent: flash is required (in the config file "
+                "or as --flash)\n");
+        return -1;
+    }
+    int sim = strcmp(o->flash_type, "sim") == 0;
+    int block = strcmp(o->flash_type, "block") == 0;
+    if (!sim && !block && strcmp(o->flash_type, "mtd") != 0) {
+        fprintf(err, "nobrick-agent: flash_type '%s': sim, mtd or block\n",
+                o->flash_type);
+        return -1;
+    }
+    for (unsigned i = 0; !block && i < 3; i++)
+        if (was_set(o, block_keys[i])) {
+            fprintf(err, "nobrick-agent: %s is for flash_type block only "
+                    "(%s)\n", block_keys[i], sim ? "a simulated flash file "
+                    "carries its geometry" : "an MTD's geometry comes from "
+                    "its driver");
+            return -1;
+        }
+    for (unsigned i = 0; sim && i < 2; i++)
+        if (was_set(o, layout_keys[i])) {
+            fprintf(err, "nobrick-agent: %s is for flash_type mtd or block "
+                    "only (a simulated flash file carries its layout)\n",
+                    layout_keys[i]);
+            return -1;
+        }
+    if (sim)
+        return 0;
+    if (!agent_opts_layout_kind(o->layout)) {
+        fprintf(err, "nobrick-agent: layout '%s': ab, ab-swap or single\n",
+                o->layout);
+        return -1;
+    }
+    if (!o->slot_size) {
+        fprintf(err, "nobrick-agent: slot_size is required with flash_type "
+                "%s\n", o->flash_type);
+        return -1;
+    }
+    if (!block)
+        return 0;
+    uint64_t ws = o->flash_write_size, ss = o->flash_sector_size;
+    if (ws & (ws - 1)) {
+        fprintf(err, "nobrick-agent: flash_write_size %llu is not 1, 2, 4, "
+                "8, 16 or 32\n", (unsigned long long)ws);
+        return -1;
+    }
+    if (ss % ws) {
+        fprintf(err, "nobrick-agent: flash_sector_size %llu is not a "
+                "multiple of flash_write_size %llu\n",
+                (unsigned long long)ss, (unsigned long long)ws);
+        return -1;
+    }
+    if (agent_opts_erase_value(o->flash_erase_value) < 0) {
+        fprintf(err, "nobrick-agent: flash_erase_value '%s': 0xff or 0x00\n",
+                o->flash_erase_value);
+        return -1;
+    }
+    return 0;
+}
+
 static int id_ok(const char *s)
 {
     size_t n = strlen(s);
@@ -278,13 +390,13 @@ static int id_ok(const char *s)
 int agent_opts_check(const struct agent_opts *o, FILE *err)
 {
     uint8_t kinds[NB_AGENT_MAX_PREFER];
-    if (!o->flash[0] || !o->device_id[0] || !o->server_url[0]) {
+    if (agent_opts_check_flash(o, err))
+        return -1;
+    if (!o->device_id[0] || !o->server_url[0]) {
         fprintf(err, "nobrick-agent: %s is required (in the config file or "
                 "as --%s)\n",
-                !o->flash[0] ? "flash" : !o->device_id[0] ? "device_id"
-                                                          : "server_url",
-                !o->flash[0] ? "flash" : !o->device_id[0] ? "device-id"
-                                                          : "server-url");
+                !o->device_id[0] ? "device_id" : "server_url",
+                !o->device_id[0] ? "device-id" : "server-url");
         return -1;
     }
     if (!id_ok(o->device_id)) {

@@ -21,6 +21,14 @@
 
 struct agent_opts {
     char flash[AGENT_STR_MAX];
+    /* The flash backend (sim, mtd, block) and, for mtd/block, the layout
+     * to plan on it; for block also its geometry. */
+    char flash_type[AGENT_STR_MAX];
+    uint64_t flash_sector_size;
+    uint64_t flash_write_size;
+    char flash_erase_value[AGENT_STR_MAX];
+    char layout[AGENT_STR_MAX];
+    uint64_t slot_size;
     char device_id[AGENT_STR_MAX];
     char server_url[AGENT_STR_MAX];
     char device_token[AGENT_STR_MAX];
@@ -64,6 +72,19 @@ int agent_opts_load(struct agent_opts *o, const char *path, FILE *err);
 /* Check that the required keys are there and the values fit together.
  * Returns 0, or -1 after writing one line to `err`. */
 int agent_opts_check(const struct agent_opts *o, FILE *err);
+
+/* Check only the flash keys (flash, flash_type, the block geometry,
+ * layout, slot_size): what --provision needs. Returns 0, or -1 after
+ * writing one line to `err`. agent_opts_check includes this. */
+int agent_opts_check_flash(const struct agent_opts *o, FILE *err);
+
+/* The layout kind (enum nb_layout_kind) named by `name` (ab, ab-swap,
+ * single), or 0. */
+int agent_opts_layout_kind(const char *name);
+
+/* The erase value named by `s` ("0xff", "0xFF", "255", "0x00", "0"):
+ * 0xFF or 0x00, or -1. */
+int agent_opts_erase_value(const char *s);
 
 /* Is `name` (without "--") a config key? */
 int agent_opts_is_key(const char *name);

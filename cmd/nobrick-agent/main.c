@@ -2,16 +2,20 @@
  *
  * A thin main over agent.c: it reads the settings (config.c), opens the
  * device's flash (a simulated flash file, through cmd/nobrick-sim's
- * simdev.c), wires the ports into a struct nb_agent_config - the device
- * API over libcurl + jansson (api_http.c), the transports (ports/curl,
- * ports/mqtt, ports/posix's file transport), the health check command
- * (health.c), the clock, the random source, the log - and runs the step
- * loop, sleeping until the next step is due.
+ * simdev.c; or an MTD or block device, through ports/posix's
+ * nb_flash_dev.c, with the layout planned from the settings), wires the
+ * ports into a struct nb_agent_config - the device API over libcurl +
+ * jansson (api_http.c), the transports (ports/curl, ports/mqtt,
+ * ports/posix's file transport), the health check command (health.c),
+ * the clock, the random source, the log - and runs the step loop,
+ * sleeping until the next step is due.
  *
  * The simulated device trusts the TEST root of lib/nb_testpkg.h (keys
  * anyone can recompute): it is a simulator. A real device has its own
  * keystore port (root public keys in a secure element or OTP) and its own
- * flash port; only this wiring changes, not agent.c.
+ * flash port; only this wiring changes, not agent.c. The MTD and block
+ * backends are that flash port for Linux-class devices; the keystore here
+ * is still the test root.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -30,6 +34,7 @@
 #include "api_http.h"
 #include "config.h"
 #include "health.h"
+#include "nb_flash_dev.h"
 #include "nb_transport_file.h"
 #include "simdev.h"
 
@@ -52,6 +57,7 @@ static volatile sig_atomic_t stop_signal; /* the only global: a signal */
 
 static const char usage[] =
     "usage: nobrick-agent [--config FILE] [--once] [--KEY VALUE ...]\n"
+    "       nobrick-agent --provision [--config FILE] [--KEY VALUE ...]\n"
     "\n"
     "The update agent of one device: checks in with the update server,\n"
     "downloads an offered package block by block into the inactive slot of\n"
@@ -64,6 +70,11 @@ static const char usage[] =
     "  --config FILE   settings, one 'key = value' per line ('#' comments)\n"
     "  --once          run one update cycle (power-on, check-in, and the\n"
     "                  update if one is offered), then exit\n"
+    "  --provision     flash_type mtd or block: write the boot journal on\n"
+    "                  a device that has none (layout from the settings,\n"
+    "                  every slot empty, lifecycle production), then exit;\n"
+    "                  a device that has one is left alone. The agent\n"
+    "                  refuses to start on a device without a journal.\n"
     "  --KEY VALUE     any key below (also --KEY=VALUE; '-' or '_'): wins\n"
     "                  over the config file\n"
     "  --help          this text\n"
@@ -72,9 +83,10 @@ static const char usage[] =
 
 static const char usage_tail[] =
     "\n"
-    "The flash is a simulated flash file ('nobrick-sim init'); the device\n"
-    "trusts the TEST root of lib/nb_testpkg.h, as nobrick-sim does. Real\n"
-    "devices use their own flash and keystore ports.\n"
+    "The flash is a simulated flash file ('nobrick-sim init'), or with\n"
+    "flash_type mtd or block an MTD or block device (or a plain file); the\n"
+    "device trusts the TEST root of lib/nb_testpkg.h, as nobrick-sim does.\n"
+    "Real devices use their own keystore port.\n"
     "\n"
     "Output: log lines on stderr; when the agent exits, one JSON line on\n"
     "stdout: outcome, state, version running, and the download statistics\n"
@@ -349,13 +361,63 @@ static int read_token(struct agent_opts *o)
 
 /* ---------------------------------------------------------------- flash */
 
-static struct simdev *flash_open(const struct agent_opts *o)
+/* The device: crypto, test keys, identity and boot config in a struct
+ * simdev; the flash is the simulated flash file of sd.sim (flash_type
+ * sim) or the MTD / block device of fdev (sd.sim NULL). */
+struct device {
+    struct simdev sd;
+    struct nb_flash_dev fdev;
+};
+
+/* simdev_bind for a flash that is not a simulated one (sd->flash filled
+ * in): the same crypto port, test keys, identity and buffers. */
+/* flash_type mtd or block: open the device, plan the layout over its
+ * geometry, bind. Returns 0 or -1 after a message. */
+static int open_real(struct device *d, const struct agent_opts *o)
 {
-    struct simdev *sd = calloc(1, sizeof(*sd));
-    if (!sd) {
-        fprintf(stderr, "nobrick-agent: out of memory\n");
-        return NULL;
+    struct simdev *sd = &d->sd;
+    struct nb_flash_dev_config fc;
+    memset(&fc, 0, sizeof(fc));
+    fc.path = o->flash;
+    if (strcmp(o->flash_type, "mtd") == 0) {
+        fc.type = NB_FLASH_DEV_MTD;
+    } else {
+        fc.type = NB_FLASH_DEV_BLOCK;
+        fc.sector_size = (uint32_t)o->flash_sector_size;
+        fc.write_size = (uint32_t)o->flash_write_size;
+        fc.erased_zero = agent_opts_erase_value(o->flash_erase_value) == 0;
     }
+    nb_err err = nb_flash_dev_open(&d->fdev, &fc, &sd->flash);
+    if (err) {
+        fprintf(stderr, "nobrick-agent: %s: cannot open it as flash_type %s: "
+                "%s (%s)\n", o->flash, o->flash_type,
+                nb_flash_dev_why(&d->fdev), nb_err_name(err));
+        return -1;
+    }
+    uint8_t kind = (uint8_t)agent_opts_layout_kind(o->layout);
+    err = nb_layout_plan(&sd->board.layout, &sd->flash, kind,
+                         (uint32_t)o->slot_size, 0);
+    if (err) {
+        fprintf(stderr, "nobrick-agent: %s: layout %s with %llu-byte slots "
+                "does not fit its %u bytes (%s)\n", o->flash, o->layout,
+                (unsigned long long)o->slot_size,
+                (unsigned)nb_flash_size(&sd->flash), nb_err_name(err));
+        nb_flash_dev_close(&d->fdev);
+        return -1;
+    }
+    if ((err = simdev_bind(sd)) != NB_OK) {
+        fprintf(stderr, "nobrick-agent: cannot set up crypto and the test "
+                "keys: %s\n", nb_err_name(err));
+        nb_flash_dev_close(&d->fdev);
+        return -1;
+    }
+    return 0;
+}
+
+/* flash_type sim: a flash file made by nobrick-sim init, which carries
+ * its layout. Returns 0 or -1 after a message. */
+static int open_sim(struct simdev *sd, const struct agent_opts *o)
+{
     nb_err err = nb_simflash_open_file(&sd->sim, o->flash);
     if (err) {
         fprintf(stderr, "nobrick-agent: %s: %s (create one with: "
@@ -365,8 +427,7 @@ static struct simdev *flash_open(const struct agent_opts *o)
                                           "damaged"
                                         : "cannot open it read-write",
                 o->flash);
-        free(sd);
-        return NULL;
+        return -1;
     }
     size_t blen;
     const void *blob = nb_simflash_user(sd->sim, &blen);
@@ -374,14 +435,29 @@ static struct simdev *flash_open(const struct agent_opts *o)
         fprintf(stderr, "nobrick-agent: %s: no board description (not made "
                 "by nobrick-sim init)\n", o->flash);
         nb_simflash_close(sd->sim);
-        free(sd);
-        return NULL;
+        return -1;
     }
     if ((err = simdev_bind(sd)) != NB_OK) {
         fprintf(stderr, "nobrick-agent: cannot set up crypto and the test "
                 "keys: %s\n", nb_err_name(err));
         nb_simflash_close(sd->sim);
-        free(sd);
+        return -1;
+    }
+    return 0;
+}
+
+static struct device *flash_open(const struct agent_opts *o)
+{
+    struct device *d = calloc(1, sizeof(*d));
+    if (!d) {
+        fprintf(stderr, "nobrick-agent: out of memory\n");
+        return NULL;
+    }
+    d->fdev.fd = -1;
+    struct simdev *sd = &d->sd;
+    if ((strcmp(o->flash_type, "sim") == 0 ? open_sim(sd, o)
+                                           : open_real(d, o)) != 0) {
+        free(d);
         return NULL;
     }
     struct nb_layout l = sd->board.layout;
@@ -390,24 +466,100 @@ static struct simdev *flash_open(const struct agent_opts *o)
                 "geometry\n", o->flash);
         simdev_unbind(sd);
         nb_simflash_close(sd->sim);
-        free(sd);
+        nb_flash_dev_close(&d->fdev);
+        free(d);
         return NULL;
     }
     /* This device's hardware revision (the simulated identity otherwise
-     * stays the test vendor and class). */
+     * stays the test vendor and class). agent_opts_check bounds it; the
+     * --provision path does not check it, and does not need it. */
     size_t n = strlen(o->hw_rev);
+    if (n > sizeof(sd->identity.hw_rev))
+        n = sizeof(sd->identity.hw_rev);
     memcpy(sd->identity.hw_rev, o->hw_rev, n);
     sd->identity.hw_rev_len = (uint8_t)n;
-    return sd;
+    return d;
 }
 
-static void flash_close(struct simdev *sd)
+static void flash_close(struct device *d)
 {
-    if (!sd)
+    if (!d)
         return;
-    simdev_unbind(sd);
-    nb_simflash_close(sd->sim);
-    free(sd);
+    simdev_unbind(&d->sd);
+    nb_simflash_close(d->sd.sim);
+    nb_flash_dev_close(&d->fdev);
+    free(d);
+}
+
+/* mtd/block: is there a boot journal for this layout? Returns 0, or -1
+ * after a message (none: provision first; another layout). */
+static int flash_ready(struct device *d, const struct agent_opts *o)
+{
+    nb_err err = nb_device_open(&d->sd.dev, &d->sd.cfg);
+    if (!err)
+        return 0;
+    if (err == NB_ERR_NOENT)
+        fprintf(stderr, "nobrick-agent: %s: no boot journal: the device is "
+                "not provisioned (run nobrick-agent --provision once, with "
+                "the same flash and layout keys)\n", o->flash);
+    else if (err == NB_ERR_INVAL)
+        fprintf(stderr, "nobrick-agent: %s: its boot journal was written for "
+                "another layout (layout, slot_size and the geometry keys "
+                "must not change after provisioning)\n", o->flash);
+    else
+        fprintf(stderr, "nobrick-agent: %s: cannot read the boot journal: "
+                "%s\n", o->flash, nb_err_name(err));
+    return -1;
+}
+
+/* --provision: write the first journal record on a device without one.
+ * One JSON line on stdout. Returns the exit status. */
+static int provision(struct device *d, const struct agent_opts *o)
+{
+    struct simdev *sd = &d->sd;
+    const struct nb_layout *l = &sd->cfg.layout;
+    nb_err err = nb_device_open(&sd->dev, &sd->cfg);
+    const char *outcome = "already-provisioned";
+    if (err == NB_ERR_NOENT) {
+        err = nb_device_provision(&sd->dev, &sd->cfg, NB_LIFECYCLE_PRODUCTION,
+                                  NB_DEFAULT_ATTEMPT_LIMIT);
+        if (!err)
+            err = nb_device_open(&sd->dev, &sd->cfg);
+        outcome = "provisioned";
+    } else if (err == NB_ERR_INVAL) {
+        flash_ready(d, o);
+        return EXIT_FAILED;
+    }
+    if (err) {
+        fprintf(stderr, "nobrick-agent: %s: provisioning failed: %s\n",
+                o->flash, nb_err_name(err));
+        return EXIT_FAILED;
+    }
+    fprintf(stderr, "nobrick-agent: %s: %s (%s, %s layout)\n", o->flash,
+            strcmp(outcome, "provisioned") == 0
+                ? "provisioned"
+                : "already has a boot journal; left alone",
+            nb_flash_dev_type_name(&d->fdev), nb_layout_name(l->kind));
+    json_t *slots = json_array();
+    for (unsigned i = 0; slots && i < nb_layout_slot_count(l->kind); i++)
+        json_array_append_new(slots, json_pack("{s:I, s:I}", "off",
+                                               (json_int_t)l->slot[i].off,
+                                               "size",
+                                               (json_int_t)l->slot[i].size));
+    json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:I, s:{s:I, s:I}, s:o}",
+                          "outcome", outcome, "flash", o->flash, "type",
+                          nb_flash_dev_type_name(&d->fdev), "layout",
+                          nb_layout_name(l->kind), "size",
+                          (json_int_t)nb_flash_size(&sd->flash), "journal",
+                          "off", (json_int_t)l->journal.off, "size",
+                          (json_int_t)l->journal.size, "slots", slots);
+    char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    if (text)
+        printf("%s\n", text);
+    free(text);
+    json_decref(j);
+    fflush(stdout);
+    return EXIT_OK;
 }
 
 /* ---------------------------------------------------------------- output */
@@ -483,7 +635,7 @@ int main(int argc, char **argv)
 {
     static struct agent_opts o;
     const char *config = NULL;
-    int once = 0, nset = 0;
+    int once = 0, prov = 0, nset = 0;
     struct cli_set *sets = calloc((size_t)argc + 1, sizeof(*sets));
     if (!sets)
         return EXIT_FAILED;
@@ -499,6 +651,10 @@ int main(int argc, char **argv)
         }
         if (strcmp(arg, "--once") == 0) {
             once = 1;
+            continue;
+        }
+        if (strcmp(arg, "--provision") == 0) {
+            prov = 1;
             continue;
         }
         if (strncmp(arg, "--", 2) != 0) {
@@ -563,6 +719,20 @@ int main(int argc, char **argv)
                 o.token_file, strerror(errno));
         return EXIT_USAGE;
     }
+    if (prov) {
+        if (agent_opts_check_flash(&o, stderr))
+            return EXIT_USAGE;
+        if (strcmp(o.flash_type, "sim") == 0) {
+            fprintf(stderr, "nobrick-agent: --provision is for flash_type mtd "
+                    "or block (a simulated flash file is provisioned by "
+                    "nobrick-sim init)\n");
+            return EXIT_USAGE;
+        }
+        struct device *pd = flash_open(&o);
+        int prc = pd ? provision(pd, &o) : EXIT_FAILED;
+        flash_close(pd);
+        return prc;
+    }
     if (agent_opts_check(&o, stderr))
         return EXIT_USAGE;
 
@@ -583,7 +753,8 @@ int main(int argc, char **argv)
     }
 
     int rc = EXIT_FAILED;
-    struct simdev *sd = flash_open(&o);
+    struct device *dv = flash_open(&o);
+    struct simdev *sd = dv ? &dv->sd : NULL;
     struct nb_api_http *api = NULL;
     struct nb_agent *a = calloc(1, sizeof(*a));
     struct transports *tr = calloc(1, sizeof(*tr));
@@ -592,6 +763,10 @@ int main(int argc, char **argv)
     struct store store = {o.state_file};
     struct nb_health_cmd hc = {o.health_cmd};
     if (!sd || !a || !tr || !rxbuf)
+        goto out;
+    /* mtd/block: refuse a device without a journal (the simulated flash
+     * keeps today's behaviour: the agent reports it and idles). */
+    if (!sd->sim && flash_ready(dv, &o))
         goto out;
     struct nb_api_http_config hcfg;
     memset(&hcfg, 0, sizeof(hcfg));
@@ -647,7 +822,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "nobrick-agent: internal error: agent config\n");
         goto out;
     }
-    nb_simflash_power_on(sd->sim);
+    if (sd->sim)
+        nb_simflash_power_on(sd->sim);
 
     while (!stop_signal) {
         nb_err err = nb_agent_step(a);
@@ -681,7 +857,7 @@ out:
     free(tr);
     free(rxbuf);
     nb_api_http_free(api);
-    flash_close(sd);
+    flash_close(dv);
 #ifdef NB_AGENT_HAVE_CURL
     nb_curl_global_cleanup();
 #else

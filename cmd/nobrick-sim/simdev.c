@@ -83,7 +83,10 @@ nb_err simdev_board_decode(const uint8_t *in, size_t len,
 
 nb_err simdev_bind(struct simdev *sd)
 {
-    nb_simflash_interface(sd->sim, &sd->flash);
+    /* Without a simulated flash, sd->flash is already another port's
+     * (an MTD or block device: nobrick-agent). */
+    if (sd->sim)
+        nb_simflash_interface(sd->sim, &sd->flash);
     nb_err err = nb_crypto_openssl_init(&sd->crypto, &sd->oc);
     if (err)
         return err;

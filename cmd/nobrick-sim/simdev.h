@@ -53,8 +53,9 @@ size_t simdev_board_encode(const struct simdev_board *b, uint8_t *out,
 nb_err simdev_board_decode(const uint8_t *in, size_t len,
                            struct simdev_board *b);
 
-/* Wire up callbacks once `sim` and `board` are set: crypto port, test
- * keys, identity, config. Pair with simdev_unbind(). */
+/* Wire up callbacks once `sim` (or, with `sim` NULL, `flash`) and `board`
+ * are set: crypto port, test keys, identity, config. Pair with
+ * simdev_unbind(). */
 nb_err simdev_bind(struct simdev *sd);
 void simdev_unbind(struct simdev *sd);
 

@@ -8,7 +8,8 @@
  *
  * ecdsa_p256_verify returns NB_OK or NB_ERR_SIGNATURE (also for a key
  * that is not an uncompressed point on P-256, and for r or s outside
- * [1, n-1], a NULL argument or an allocation failure). It does NOT check
+ * [1, n-1] or a NULL argument), and NB_ERR_NOMEM when mbedTLS could not
+ * allocate (no verdict: the bootloader resets and retries). It does NOT check
  * that the key is trusted: that is the manifest code's job.
  */
 #ifndef NB_CRYPTO_MBEDTLS_H
