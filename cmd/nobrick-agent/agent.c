@@ -486,6 +486,33 @@ static int offer_ok(struct nb_agent *a)
     return 1;
 }
 
+/* The server names a revocation list newer than the device's: fetch it
+ * and hand it to the core, which checks the root's signature and keeps it
+ * in the journal. From then on packages of a revoked key are refused. A
+ * failure is logged and the next check-in tries again. */
+static void apply_revocations(struct nb_agent *a,
+                              const struct nb_agent_checkin_reply *rep)
+{
+    uint8_t buf[4096];
+    uint32_t len = 0;
+    if (!rep->revocations_url[0] ||
+        rep->revocations_seq <= a->dev.state.rev.seq ||
+        !a->cfg.api.fetch_manifest)
+        return;
+    nb_err err = a->cfg.api.fetch_manifest(a->cfg.api.ctx,
+                                           rep->revocations_url, buf,
+                                           sizeof(buf), &len);
+    if (!err)
+        err = nb_device_apply_revocations(&a->dev, buf, len);
+    if (err)
+        LOG_WARN(a, "revocation list %u: %s", (unsigned)rep->revocations_seq,
+                 nb_err_name(err));
+    else
+        LOG_INFO(a, "revocation list %u applied: %u key(s) revoked",
+                 (unsigned)a->dev.state.rev.seq,
+                 (unsigned)a->dev.state.rev.count);
+}
+
 static nb_err st_checkin(struct nb_agent *a)
 {
     struct nb_agent_checkin c;
@@ -518,6 +545,7 @@ static nb_err st_checkin(struct nb_agent *a)
     }
     uint64_t poll = rep.poll_seconds ? (uint64_t)rep.poll_seconds * 1000u
                                      : a->cfg.poll_ms;
+    apply_revocations(a, &rep);
     if (rep.action != NB_AGENT_ACTION_UPDATE) {
         LOG_INFO(a, "check-in: nothing to do");
         end_cycle(a, NB_AGENT_UP_TO_DATE, poll);

@@ -147,6 +147,10 @@ enum nb_agent_action { NB_AGENT_ACTION_NONE = 0, NB_AGENT_ACTION_UPDATE = 1 };
 struct nb_agent_checkin_reply {
     uint8_t action;        /* enum nb_agent_action */
     uint32_t poll_seconds; /* 0: not said */
+    /* The newest root-signed revocation list ("revocations": {"url",
+     * "seq"}); "" / 0 when the answer has none. */
+    char revocations_url[NB_AGENT_URL_MAX];
+    uint32_t revocations_seq;
     struct nb_agent_offer offer; /* action UPDATE */
 };
 

@@ -196,6 +196,13 @@ nb_err nb_api_http_parse_checkin(const char *json, size_t len,
     if (!get_str(o, "action", action, sizeof(action)) ||
         !get_u32(o, "poll_seconds", &out->poll_seconds))
         goto out;
+    json_t *rev = json_object_get(o, "revocations");
+    if (rev && !json_is_null(rev) &&
+        (!json_is_object(rev) ||
+         !get_str(rev, "url", out->revocations_url,
+                  sizeof(out->revocations_url)) ||
+         !get_u32(rev, "seq", &out->revocations_seq)))
+        goto out;
     if (strcmp(action, "none") == 0 || action[0] == '\0') {
         out->action = NB_AGENT_ACTION_NONE;
         err = NB_OK;

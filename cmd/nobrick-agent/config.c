@@ -58,6 +58,16 @@ static const struct key keys[] = {
     {"hw_rev", S(hw_rev), HW_REV_DEFAULT,
      "the device's hardware revision: told at check-in, and packages must "
      "list it"},
+    {"root_pub", S(root_pub), "",
+     "root public keys the device trusts: PEM files (nobrick key "
+     "export-public), comma-separated, up to 4; empty: the simulator's TEST "
+     "root (never for a product)"},
+    {"vendor", S(vendor), "",
+     "this device's vendor ID (UUID) that packages must carry; empty: the "
+     "test vendor"},
+    {"class", S(class_id), "",
+     "this device's class ID (UUID) that packages must carry; empty: the "
+     "test class"},
     {"transport", S(transport), "https,http,ftps,ftp,mqtt,file",
      "transports in order of preference; the first one the offer carries is "
      "used (http/https: artifacts.http, ftp/ftps: artifacts.ftp, mqtt: "

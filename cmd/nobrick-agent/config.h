@@ -34,6 +34,11 @@ struct agent_opts {
     char device_token[AGENT_STR_MAX];
     char token_file[AGENT_STR_MAX];
     char hw_rev[AGENT_STR_MAX];
+    /* Trust anchors and identity of a real product (empty: the
+     * simulator's TEST root, vendor and class). */
+    char root_pub[AGENT_STR_MAX];
+    char vendor[AGENT_STR_MAX];
+    char class_id[AGENT_STR_MAX];
     char transport[AGENT_STR_MAX];
     char file_dir[AGENT_STR_MAX];
     char mqtt_host[AGENT_STR_MAX];

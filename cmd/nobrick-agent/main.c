@@ -35,6 +35,7 @@
 #include "config.h"
 #include "health.h"
 #include "nb_flash_dev.h"
+#include "nb_sign_openssl.h"
 #include "nb_transport_file.h"
 #include "simdev.h"
 
@@ -364,10 +365,80 @@ static int read_token(struct agent_opts *o)
 /* The device: crypto, test keys, identity and boot config in a struct
  * simdev; the flash is the simulated flash file of sd.sim (flash_type
  * sim) or the MTD / block device of fdev (sd.sim NULL). */
+#define MAX_ROOTS 4
+
 struct device {
     struct simdev sd;
     struct nb_flash_dev fdev;
+    /* root_pub: the product's trust anchors, replacing the test root. */
+    unsigned roots;
+    uint8_t root_pub[MAX_ROOTS][NB_PUBKEY_LEN];
+    uint8_t root_kid[MAX_ROOTS][NB_KEY_ID_LEN];
+    struct nb_keystore keystore;
 };
+
+static nb_err roots_key(void *ctx, const uint8_t kid[NB_KEY_ID_LEN],
+                        uint8_t pub[NB_PUBKEY_LEN])
+{
+    const struct device *d = ctx;
+    for (unsigned i = 0; i < d->roots; i++)
+        if (memcmp(d->root_kid[i], kid, NB_KEY_ID_LEN) == 0) {
+            memcpy(pub, d->root_pub[i], NB_PUBKEY_LEN);
+            return NB_OK;
+        }
+    return NB_ERR_UNKNOWN_KEY;
+}
+
+/* Load the root_pub PEM files. Returns 0 or -1 after a message. */
+static int load_roots(struct device *d, const char *list)
+{
+    char names[AGENT_STR_MAX];
+    snprintf(names, sizeof(names), "%s", list);
+    for (char *save = NULL, *n = strtok_r(names, ",", &save); n;
+         n = strtok_r(NULL, ",", &save)) {
+        char pem[4096];
+        FILE *f = fopen(n, "rb");
+        size_t len = f ? fread(pem, 1, sizeof(pem) - 1, f) : 0;
+        if (f)
+            fclose(f);
+        if (!f || d->roots == MAX_ROOTS ||
+            nb_openssl_pub_from_pem(pem, len, d->root_pub[d->roots]) ||
+            nb_key_id(&d->sd.crypto, d->root_pub[d->roots],
+                      d->root_kid[d->roots])) {
+            fprintf(stderr, "nobrick-agent: root_pub %s: %s\n", n,
+                    !f ? "cannot read it"
+                       : d->roots == MAX_ROOTS ? "more than 4 root keys"
+                                               : "not a P-256 public key "
+                                                 "PEM");
+            return -1;
+        }
+        d->roots++;
+    }
+    d->keystore.ctx = d;
+    d->keystore.root_key = roots_key;
+    d->sd.cfg.keystore = &d->keystore;
+    return 0;
+}
+
+/* A UUID, 8-4-4-4-12 hex digits, into 16 bytes. */
+static int parse_uuid(const char *s, uint8_t out[NB_UUID_LEN])
+{
+    unsigned n = 0;
+    for (; *s && n < 2 * NB_UUID_LEN; s++) {
+        int v = *s >= '0' && *s <= '9'   ? *s - '0'
+                : *s >= 'a' && *s <= 'f' ? *s - 'a' + 10
+                : *s >= 'A' && *s <= 'F' ? *s - 'A' + 10
+                                         : -1;
+        if (v < 0) {
+            if (*s == '-' && (n == 8 || n == 12 || n == 16 || n == 20))
+                continue;
+            return -1;
+        }
+        out[n / 2] = (uint8_t)(n % 2 ? out[n / 2] | v : v << 4);
+        n++;
+    }
+    return *s || n != 2 * NB_UUID_LEN ? -1 : 0;
+}
 
 /* simdev_bind for a flash that is not a simulated one (sd->flash filled
  * in): the same crypto port, test keys, identity and buffers. */
@@ -464,6 +535,19 @@ static struct device *flash_open(const struct agent_opts *o)
     if (nb_layout_check(&l, &sd->flash) != NB_OK) {
         fprintf(stderr, "nobrick-agent: %s: its layout does not fit its "
                 "geometry\n", o->flash);
+        simdev_unbind(sd);
+        nb_simflash_close(sd->sim);
+        nb_flash_dev_close(&d->fdev);
+        free(d);
+        return NULL;
+    }
+    /* A product's trust anchors and identity, when configured. */
+    if ((o->root_pub[0] && load_roots(d, o->root_pub)) ||
+        (o->vendor[0] && parse_uuid(o->vendor, sd->identity.vendor)) ||
+        (o->class_id[0] && parse_uuid(o->class_id, sd->identity.class_id))) {
+        if (!o->root_pub[0] || d->keystore.root_key)
+            fprintf(stderr, "nobrick-agent: vendor and class must be UUIDs "
+                    "(8-4-4-4-12 hex digits)\n");
         simdev_unbind(sd);
         nb_simflash_close(sd->sim);
         nb_flash_dev_close(&d->fdev);
