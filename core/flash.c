@@ -132,11 +132,11 @@ nb_err nb_flash_copy(const struct nb_flash *f, uint32_t dst, uint32_t src,
     return NB_OK;
 }
 
-nb_err nb_flash_is_erased(const struct nb_flash *f, uint32_t off,
-                          uint32_t len, uint8_t *buf, uint32_t buf_size,
-                          int *erased)
+nb_err nb_flash_is_filled(const struct nb_flash *f, uint32_t off,
+                          uint32_t len, uint8_t value, uint8_t *buf,
+                          uint32_t buf_size, int *filled)
 {
-    *erased = 0;
+    *filled = 0;
     if (buf_size == 0)
         return NB_ERR_NOMEM;
     for (uint32_t done = 0; done < len;) {
@@ -145,10 +145,18 @@ nb_err nb_flash_is_erased(const struct nb_flash *f, uint32_t off,
         if (err)
             return err;
         for (uint32_t i = 0; i < n; i++)
-            if (buf[i] != f->erase_value)
+            if (buf[i] != value)
                 return NB_OK;
         done += n;
     }
-    *erased = 1;
+    *filled = 1;
     return NB_OK;
+}
+
+nb_err nb_flash_is_erased(const struct nb_flash *f, uint32_t off,
+                          uint32_t len, uint8_t *buf, uint32_t buf_size,
+                          int *erased)
+{
+    return nb_flash_is_filled(f, off, len, f->erase_value, buf, buf_size,
+                              erased);
 }

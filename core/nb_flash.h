@@ -77,7 +77,13 @@ nb_err nb_flash_erase_range(const struct nb_flash *f, uint32_t off,
 nb_err nb_flash_copy(const struct nb_flash *f, uint32_t dst, uint32_t src,
                      uint32_t len, uint8_t *buf, uint32_t buf_size);
 
-/* Nonzero when [off, off+len) reads as erased. */
+/* *filled = 1 when every byte of [off, off+len) reads as `value`; `buf`
+ * (buf_size bytes, at least 1) is scratch. */
+nb_err nb_flash_is_filled(const struct nb_flash *f, uint32_t off,
+                          uint32_t len, uint8_t value, uint8_t *buf,
+                          uint32_t buf_size, int *filled);
+
+/* *erased = 1 when [off, off+len) reads as erased. */
 nb_err nb_flash_is_erased(const struct nb_flash *f, uint32_t off,
                           uint32_t len, uint8_t *buf, uint32_t buf_size,
                           int *erased);

@@ -5,25 +5,6 @@
 
 #include "nb_package.h"
 
-static nb_err all_equal(const struct nb_flash *f, uint32_t off, uint32_t len,
-                        uint8_t value, uint8_t *buf, uint32_t buf_size,
-                        int *equal)
-{
-    *equal = 0;
-    for (uint32_t done = 0; done < len;) {
-        uint32_t n = len - done < buf_size ? len - done : buf_size;
-        nb_err err = f->read(f->ctx, off + done, buf, n);
-        if (err)
-            return err;
-        for (uint32_t i = 0; i < n; i++)
-            if (buf[i] != value)
-                return NB_OK;
-        done += n;
-    }
-    *equal = 1;
-    return NB_OK;
-}
-
 nb_err nb_pkg_verify_slot(const struct nb_pkg_env *env, uint32_t off,
                           uint32_t area, struct nb_manifest *m,
                           struct nb_image_info *info)
@@ -55,8 +36,8 @@ nb_err nb_pkg_verify_slot(const struct nb_pkg_env *env, uint32_t off,
     /* Padding between manifest and payload: zero, so nothing unsigned
      * can hide there. */
     uint32_t pad = NB_PKG_HDR_SIZE + mlen;
-    err = all_equal(f, off + pad, m->payload_offset - pad, 0, env->buf,
-                    env->buf_size, &ok);
+    err = nb_flash_is_filled(f, off + pad, m->payload_offset - pad, 0,
+                             env->buf, env->buf_size, &ok);
     if (err)
         return err;
     if (!ok)
@@ -80,8 +61,8 @@ nb_err nb_pkg_verify_slot(const struct nb_pkg_env *env, uint32_t off,
         return NB_ERR_DIGEST;
     /* The tail up to the end of the slot is erased: nothing appended. */
     uint32_t end = m->payload_offset + m->payload_size;
-    err = all_equal(f, off + end, area - end, f->erase_value, env->buf,
-                    env->buf_size, &ok);
+    err = nb_flash_is_erased(f, off + end, area - end, env->buf,
+                             env->buf_size, &ok);
     if (err)
         return err;
     if (!ok)

@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "nb_num.h"
 #include "nobrick.h"
 
 /* -------------------------------------------------------------- errors */
@@ -194,40 +195,15 @@ int parse_opts(struct ctx *g, const char *cmd, int argc, char **argv,
 int parse_u64(const char *cmd, const char *opt, const char *s, uint64_t min,
               uint64_t max, uint64_t *out)
 {
-    const char *p = s;
-    int base = 10;
-    if (!s || !*s)
-        return usage_err(cmd, "%s: empty value", opt);
-    if (p[0] == '0' && (p[1] == 'x' || p[1] == 'X')) {
-        base = 16;
-        p += 2;
-    }
-    /* strtoull alone would accept blanks, a sign and trailing junk. */
-    if (!*p)
-        return usage_err(cmd, "%s: '%s' is not a number", opt, s);
-    for (const char *c = p; *c; c++) {
-        int ok = (*c >= '0' && *c <= '9') ||
-                 (base == 16 && ((*c >= 'a' && *c <= 'f') ||
-                                 (*c >= 'A' && *c <= 'F')));
-        if (!ok)
-            return usage_err(cmd,
-                             "%s: '%s' is not a number (decimal, or hex "
-                             "with 0x)",
-                             opt, s);
-    }
-    errno = 0;
-    char *end = NULL;
-    unsigned long long v = strtoull(p, &end, base);
-    if (errno == ERANGE || (uint64_t)v > max)
-        return usage_err(cmd, "%s: '%s' is too large (at most %" PRIu64 ")",
-                         opt, s, max);
-    if (errno || !end || *end)
-        return usage_err(cmd, "%s: '%s' is not a number", opt, s);
-    if ((uint64_t)v < min)
-        return usage_err(cmd, "%s: '%s' is too small (at least %" PRIu64 ")",
-                         opt, s, min);
-    *out = (uint64_t)v;
-    return 0;
+    char msg[512];
+    enum nb_num_status st = nb_parse_u64(s, min, max, out);
+    if (st == NB_NUM_OK)
+        return 0;
+    /* A sign is just another character that is not a digit here. */
+    if (st == NB_NUM_NEGATIVE)
+        st = NB_NUM_BAD_DIGIT;
+    nb_num_message(st, opt, s, min, max, msg, sizeof(msg));
+    return usage_err(cmd, "%s", msg);
 }
 
 static int hexval(char c)
