@@ -1,6 +1,8 @@
 # nobrick: the front door. CMake does the building; this file only drives it.
 #
 #   make          configure + build build/ (-O2 -g)
+#   make demo     make deps + build, then a staged release through 1,000
+#                 simulated devices with faults (scripts/demo.sh)
 #   make test     make deps, then build and ctest build/ and build-asan/
 #                 (ASan+UBSan, -O1), then the Cortex-M core check (make arm)
 #   make deps     install the Debian packages below that are missing
@@ -19,7 +21,8 @@ DEB_PACKAGES := build-essential cmake pkg-config \
 	clang-14 libclang-rt-14-dev \
 	libcurl4-openssl-dev nginx-light vsftpd openssl \
 	libmicrohttpd-dev curl \
-	libmosquitto-dev mosquitto
+	libmosquitto-dev mosquitto \
+	libsqlite3-dev sqlite3 libpq-dev postgresql swupdate wrk cpio python3
 
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
@@ -47,7 +50,7 @@ CONFIG_NORMAL = -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 CONFIG_ASAN = -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 	-DCMAKE_C_FLAGS_RELWITHDEBINFO="-O1 -g" -DNB_SANITIZE=ON
 
-.PHONY: all build build-asan deps test test-normal test-asan arm fuzz soak clean
+.PHONY: all build build-asan deps demo test test-normal test-asan arm fuzz soak clean
 
 all: build
 
@@ -77,6 +80,13 @@ deps:
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
 			--no-install-recommends $$missing; \
 	fi
+
+# The main job: keys in SoftHSM2, three signed releases, nobrick-server,
+# 1,000 simulated devices with faults; prints the summary (scripts/demo.sh;
+# DEMO_DEVICES=N for another fleet size).
+demo: deps
+	@$(MAKE) --no-print-directory build
+	@bash scripts/demo.sh $(BUILD)
 
 # Every part runs even when an earlier one fails (-k); the exit status is
 # non-zero if any failed.

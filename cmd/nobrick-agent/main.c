@@ -15,7 +15,7 @@
  * keystore port (root public keys in a secure element or OTP) and its own
  * flash port; only this wiring changes, not agent.c. The MTD and block
  * backends are that flash port for Linux-class devices; the keystore here
- * is still the test root.
+ * is the test root unless root_pub names the product's root keys.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -78,6 +78,13 @@ static const char usage[] =
     "                  refuses to start on a device without a journal.\n"
     "  --KEY VALUE     any key below (also --KEY=VALUE; '-' or '_'): wins\n"
     "                  over the config file\n"
+    "  --sim-power-cut P[:torn]\n"
+    "                  tests, flash_type sim only: cut the simulated\n"
+    "                  flash's power at its first operation after P %\n"
+    "                  (0 to 99) of the payload has arrived (torn: that\n"
+    "                  operation is torn); the agent stops as a device\n"
+    "                  without power does, and the next start is the\n"
+    "                  power-on\n"
     "  --help          this text\n"
     "\n"
     "keys:\n";
@@ -144,6 +151,7 @@ static void p_log(void *ctx, int level, const char *line)
 
 struct transports {
     const struct agent_opts *o;
+    struct power_cut *cut; /* --sim-power-cut, or NULL */
     uint8_t kind; /* of the open one */
     int open;
 #ifdef NB_AGENT_HAVE_CURL
@@ -154,6 +162,80 @@ struct transports {
 #endif
     struct nb_transport_file file;
 };
+
+/* --sim-power-cut P[:torn] (tests; flash_type sim): the transport of the
+ * payload is wrapped so that once the payload has arrived up to P % (a
+ * position in the payload, so a resumed download is cut at the same
+ * place), a power cut is armed before the simulated flash's next
+ * operation: the program of the block that holds that byte, or torn,
+ * that program torn (nb_simflash_cut_at). The agent then sees
+ * NB_ERR_POWER and stops (state OFF); the flash file keeps what the cut
+ * left, as after nobrick-sim's --cut-at-op. */
+struct power_cut {
+    int pct; /* -1: none */
+    int torn, fired;
+    struct nb_simflash *sim;
+    uint64_t ops_at_on; /* the flash's operations at the agent's power-on */
+    const struct nb_agent *agent;
+    struct nb_transport inner; /* the wrapped transport */
+    uint64_t pos;              /* package offset of the next byte */
+};
+
+/* "P" or "P:torn", P 0 to 99. Returns 0 or -1. */
+static int power_cut_parse(struct power_cut *c, const char *v)
+{
+    char *end;
+    errno = 0;
+    long p = strtol(v, &end, 10);
+    if (errno || end == v || v[0] < '0' || v[0] > '9' || p < 0 || p > 99)
+        return -1;
+    if (*end && strcmp(end, ":torn") != 0)
+        return -1;
+    c->pct = (int)p;
+    c->torn = *end != '\0';
+    return 0;
+}
+
+static void power_cut_check(struct power_cut *c)
+{
+    const struct nb_manifest *m = &c->agent->dev.manifest;
+    uint64_t at = (uint64_t)m->payload_offset +
+                  (uint64_t)m->payload_size * (uint64_t)c->pct / 100u;
+    if (c->fired || m->payload_size == 0 || c->pos <= at)
+        return;
+    struct nb_simflash_stats st;
+    nb_simflash_stats(c->sim, &st);
+    nb_simflash_cut_at(c->sim, st.ops - c->ops_at_on, c->torn);
+    c->fired = 1;
+    fprintf(stderr, "nobrick-agent: sim-power-cut: payload byte %llu of %u "
+            "(%d %%) arrived: power cut%s at the next flash operation\n",
+            (unsigned long long)(at - m->payload_offset),
+            (unsigned)m->payload_size, c->pct, c->torn ? " (torn)" : "");
+}
+
+static nb_err cut_open(void *ctx, uint32_t offset, uint32_t len)
+{
+    struct power_cut *c = ctx;
+    c->pos = offset;
+    return c->inner.open(c->inner.ctx, offset, len);
+}
+
+static nb_err cut_read(void *ctx, uint8_t *buf, uint32_t cap, uint32_t *got)
+{
+    struct power_cut *c = ctx;
+    nb_err err = c->inner.read(c->inner.ctx, buf, cap, got);
+    if (!err && *got) {
+        c->pos += *got;
+        power_cut_check(c);
+    }
+    return err;
+}
+
+static void cut_close(void *ctx)
+{
+    struct power_cut *c = ctx;
+    c->inner.close(c->inner.ctx);
+}
 
 /* Is `url` on our server (the token may go there)? */
 static int on_server(const struct agent_opts *o, const char *url)
@@ -230,6 +312,13 @@ static nb_err tr_open(void *ctx, uint8_t kind, const char *where,
     if (!err) {
         t->open = 1;
         t->kind = kind;
+        if (t->cut && !t->cut->fired) {
+            t->cut->inner = *out;
+            out->ctx = t->cut;
+            out->open = cut_open;
+            out->read = cut_read;
+            out->close = cut_close;
+        }
     }
     return err;
 }
@@ -720,6 +809,7 @@ int main(int argc, char **argv)
     static struct agent_opts o;
     const char *config = NULL;
     int once = 0, prov = 0, nset = 0;
+    static struct power_cut cut = {.pct = -1};
     struct cli_set *sets = calloc((size_t)argc + 1, sizeof(*sets));
     if (!sets)
         return EXIT_FAILED;
@@ -768,6 +858,16 @@ int main(int argc, char **argv)
         nm[n] = '\0';
         if (strcmp(nm, "config") == 0) {
             config = val;
+            continue;
+        }
+        if (strcmp(nm, "sim-power-cut") == 0 ||
+            strcmp(nm, "sim_power_cut") == 0) {
+            if (power_cut_parse(&cut, val)) {
+                fprintf(stderr, "nobrick-agent: --sim-power-cut: '%s' is "
+                        "not P or P:torn (P 0 to 99)\n", val);
+                free(sets);
+                return EXIT_USAGE;
+            }
             continue;
         }
         if (!agent_opts_is_key(nm)) {
@@ -819,6 +919,11 @@ int main(int argc, char **argv)
     }
     if (agent_opts_check(&o, stderr))
         return EXIT_USAGE;
+    if (cut.pct >= 0 && strcmp(o.flash_type, "sim") != 0) {
+        fprintf(stderr, "nobrick-agent: --sim-power-cut needs flash_type "
+                "sim (a simulated flash file)\n");
+        return EXIT_USAGE;
+    }
 
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
@@ -868,6 +973,11 @@ int main(int argc, char **argv)
         goto out;
     }
     tr->o = &o;
+    if (cut.pct >= 0) {
+        cut.sim = sd->sim;
+        cut.agent = a;
+        tr->cut = &cut;
+    }
 
     struct nb_agent_config cfg;
     memset(&cfg, 0, sizeof(cfg));
@@ -906,8 +1016,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "nobrick-agent: internal error: agent config\n");
         goto out;
     }
-    if (sd->sim)
+    if (sd->sim) {
         nb_simflash_power_on(sd->sim);
+        struct nb_simflash_stats st;
+        nb_simflash_stats(sd->sim, &st);
+        cut.ops_at_on = st.ops;
+    }
 
     while (!stop_signal) {
         nb_err err = nb_agent_step(a);

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "fleet.h"
 #include "sweep.h"
 
 #define MIB (1024u * 1024u)
@@ -44,6 +45,7 @@ static const char usage_main[] =
     "  make-image  write a test package signed with the simulator's test keys\n"
     "  sweep       cut power at every point of update cycles, check recovery\n"
     "  replay      re-run one sweep case from its replay ID\n"
+    "  fleet       many simulated devices against an update server\n"
     "\n"
     "'nobrick-sim COMMAND --help' shows the options of a command. Numbers\n"
     "are decimal or hex with 0x: no sign, no suffix, no trailing text.\n"
@@ -162,30 +164,6 @@ static const char usage_lifecycle[] =
     "Move the lifecycle. Only development -> production is allowed: a\n"
     "device in production refuses lower security versions, and never goes\n"
     "back.\n";
-
-static const char usage_make_image[] =
-    "usage: nobrick-sim make-image --version M.m.p --security-version N\n"
-    "         --size BYTES --out PKG [--seed S]\n"
-    "\n"
-    "Write a signed TEST package (.nbpkg, docs/package-format.md): BYTES\n"
-    "bytes of reproducible payload and a manifest for the simulated device\n"
-    "(vendor nb-test-vendor, class nb-test-class, hardware revision sim-1),\n"
-    "signed with the simulator's TEST keys. Those keys are computed from\n"
-    "public seeds: anyone can sign with them. They are for the simulator\n"
-    "only, NEVER for real devices; real packages are made with 'nobrick\n"
-    "package' and keys in an HSM. The same arguments always give the same\n"
-    "bytes.\n"
-    "  --version V           M and m 0 to 255, p 0 to 65535\n"
-    "  --security-version N  0 to 4294967295\n"
-    "  --size BYTES          payload bytes, 1 to 256 MiB (the file adds the\n"
-    "                        container header, manifest and zero padding)\n"
-    "  --out PKG             file to write (replaced if it exists)\n"
-    "  --seed S              payload seed (default: from the version and\n"
-    "                        security version)\n"
-    "Output: size is the file's (and the slot's) package bytes; sha256 is\n"
-    "the payload's SHA-256 as signed in the manifest; file_sha256 is what\n"
-    "sha256sum prints; keys says \"test\" and warning repeats that the\n"
-    "package is signed with the simulator's test keys.\n";
 
 /* Help on stdout (exit 0) for rc 1 from cli_parse; otherwise pass rc on. */
 static int help(int rc, const char *text, int cut)
@@ -741,103 +719,6 @@ out:
     return rc;
 }
 
-/* ------------------------------------------------------------ make-image */
-
-static int cmd_make_image(int argc, char **argv)
-{
-    struct cli_opt o[] = {
-        {"--version", CLI_VALUE, 0, 0},
-        {"--security-version", CLI_VALUE, 0, 0},
-        {"--size", CLI_VALUE, 0, 0},
-        {"--out", CLI_VALUE, 0, 0},
-        {"--seed", CLI_VALUE, 0, 0},
-    };
-    const char *c = "make-image";
-    int rc = cli_parse(c, argc, argv, o, NOPTS(o));
-    if (rc)
-        return help(rc, usage_make_image, 0);
-    for (unsigned i = 0; i < 4; i++)
-        if (!o[i].set)
-            return cli_usage(c, "%s is required", o[i].name);
-    uint32_t version;
-    uint64_t svn, size, seed = 0;
-    if (cli_version(c, "--version", o[0].value, &version) ||
-        cli_u64(c, "--security-version", o[1].value, 0, UINT32_MAX, &svn) ||
-        cli_u64(c, "--size", o[2].value, 1, 256 * MIB, &size) ||
-        (o[4].set && cli_u64(c, "--seed", o[4].value, 0, UINT64_MAX, &seed)))
-        return CLI_EXIT_USAGE;
-    if (!o[4].set)
-        seed = (uint64_t)version << 32 | svn;
-    /* The simulator's TEST keys (nb_testpkg.h): public seeds, so a
-     * simulated fleet and its replays see byte-identical packages. */
-    struct nb_openssl_crypto oc;
-    struct nb_crypto crypto;
-    struct nb_testkeys keys;
-    struct nb_manifest m;
-    struct nb_buf pkg = {0};
-    uint8_t digest[NB_SHA256_LEN];
-    nb_err err = nb_crypto_openssl_init(&crypto, &oc);
-    if (err)
-        return cli_fail(CLI_EXIT_FAIL, err, "cannot set up the crypto port");
-    if ((err = nb_testkeys_init(&keys, &crypto)) != NB_OK) {
-        nb_crypto_openssl_free(&crypto, &oc);
-        return cli_fail(CLI_EXIT_FAIL, err, "cannot derive the test keys");
-    }
-    err = nb_testpkg_make(&keys, &crypto, version, (uint32_t)svn,
-                          (uint32_t)size, seed, &pkg);
-    if (!err)
-        err = nb_manifest_parse_unverified(
-            &crypto, pkg.p + NB_PKG_HDR_SIZE,
-            (uint32_t)pkg.p[8] | (uint32_t)pkg.p[9] << 8 |
-                (uint32_t)pkg.p[10] << 16 | (uint32_t)pkg.p[11] << 24,
-            &m);
-    if (!err)
-        err = nb_sha256(&crypto, pkg.p, pkg.len, digest);
-    if (err) {
-        rc = cli_fail(CLI_EXIT_FAIL, err, "cannot make the test package");
-        goto out;
-    }
-    FILE *f = fopen(o[3].value, "wb");
-    if (!f) {
-        rc = cli_fail(CLI_EXIT_FAIL, errno == ENOENT ? NB_ERR_NOENT
-                      : NB_ERR_IO, "%s: cannot create: %s", o[3].value,
-                      strerror(errno));
-        goto out;
-    }
-    int bad = fwrite(pkg.p, 1, pkg.len, f) != pkg.len;
-    bad |= fclose(f) != 0;
-    if (bad) {
-        unlink(o[3].value);
-        rc = cli_fail(CLI_EXIT_FAIL, NB_ERR_IO, "%s: write failed (disk "
-                      "full?)", o[3].value);
-        goto out;
-    }
-    struct json j;
-    json_init(&j);
-    json_bool(&j, "ok", 1);
-    json_str(&j, "command", c);
-    json_str(&j, "out", o[3].value);
-    json_version(&j, "version", version);
-    json_u64(&j, "security_version", svn);
-    json_u64(&j, "payload_size", size);
-    json_u64(&j, "size", pkg.len);
-    json_u64(&j, "manifest_size", m.len);
-    json_u64(&j, "payload_offset", m.payload_offset);
-    json_u64(&j, "block_size", m.block_size);
-    json_hex(&j, "key_id", m.kid, NB_KEY_ID_LEN);
-    json_str(&j, "keys", "test");
-    json_str(&j, "warning", "signed with the simulator's TEST keys (public "
-             "seeds): for nobrick-sim only, never for real devices");
-    json_hex(&j, "sha256", m.digest, NB_SHA256_LEN);
-    json_hex(&j, "file_sha256", digest, NB_SHA256_LEN);
-    json_emit(&j);
-out:
-    nb_buf_free(&pkg);
-    nb_testkeys_free(&keys);
-    nb_crypto_openssl_free(&crypto, &oc);
-    return rc;
-}
-
 /* ------------------------------------------------------------------ main */
 
 int main(int argc, char **argv)
@@ -849,8 +730,8 @@ int main(int argc, char **argv)
         {"init", cmd_init},         {"stage", cmd_stage},
         {"boot", cmd_boot},         {"confirm", cmd_confirm},
         {"status", cmd_status},     {"lifecycle", cmd_lifecycle},
-        {"make-image", cmd_make_image}, {"sweep", sweep_main},
-        {"replay", replay_main},
+        {"make-image", fleet_image_main}, {"sweep", sweep_main},
+        {"replay", replay_main},        {"fleet", fleet_main},
     };
     if (argc < 2)
         return cli_usage(NULL, "missing command");

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "nobrick.h"
+#include "server.h"
 
 static const char usage_main[] =
     "usage: nobrick [--token LABEL] [--module PATH] [--pin PIN] COMMAND ...\n"
@@ -26,6 +27,8 @@ static const char usage_main[] =
     "  package            sign a payload into a package\n"
     "  inspect            show every field of a package (verifies nothing)\n"
     "  verify             check a package against trusted root keys\n"
+    "  server ...         upload packages, manage devices and rollouts on\n"
+    "                     a nobrick-server ('nobrick server --help')\n"
     "\n"
     "global options (before or after the command):\n"
     "  --token LABEL   the token (default nobrick)\n"
@@ -49,6 +52,7 @@ int main(int argc, char **argv)
         {"package", cmd_package},
         {"inspect", cmd_inspect},
         {"verify", cmd_verify},
+        {"server", cmd_server},
     };
     struct ctx g;
     memset(&g, 0, sizeof(g));
