@@ -68,9 +68,10 @@ static const char usage[] =
     "  --tags LIST         tags and weights, e.g. eu:50,us:50: set on each\n"
     "                      device through the management API after it\n"
     "                      enrolled (needs --admin-token)\n"
-    "  --image PKG         initial firmware, installed and confirmed on every\n"
-    "                      new device (default: 1.0.0, security version 1,\n"
-    "                      healthy, for every --hw-revs revision)\n"
+    "  --image PKG         initial firmware, installed and confirmed on\n"
+    "                      every new device (default: 1.0.0, security\n"
+    "                      version 1, healthy, for every --hw-revs\n"
+    "                      revision)\n"
     "  --image-size BYTES  payload of the default initial image (16384)\n"
     "  --layout L          ab (default), ab-swap or ab-factory\n"
     "  --slot-size BYTES   bytes per slot, 8192 to 16 MiB (default 65536)\n"
@@ -79,16 +80,19 @@ static const char usage[] =
     "\n"
     "faults (per device, from --seed; see docs/simulator.md):\n"
     "  --seed S            seed of every random choice (default 1)\n"
-    "  --faults SPEC       none, default or heavy, then CLASS=RATE overrides:\n"
-    "                      power, torn, reset, trial-reset, drop, stall,\n"
-    "                      flip, bad-block; e.g. default,power=0.3,drop=0\n"
+    "  --faults SPEC       none, default or heavy, then CLASS=RATE\n"
+    "                      overrides of: power, torn, reset, trial-reset,\n"
+    "                      drop, stall, flip, bad-block; e.g.\n"
+    "                      default,power=0.3,drop=0\n"
     "\n"
     "time:\n"
     "  --threads J         worker threads (default 4)\n"
     "  --time-scale X      device clocks run X times faster than the wall\n"
-    "                      (poll intervals, backoffs, ack timeout; default 10)\n"
-    "  --poll SECONDS      an idle device checks in again within SECONDS of\n"
-    "                      wall time at most (default max(2, N/500))\n"
+    "                      (poll intervals, backoffs, ack timeout;\n"
+    "                      default 10)\n"
+    "  --poll SECONDS      an idle device checks in again after SECONDS/2 to\n"
+    "                      SECONDS of wall time, whatever interval the\n"
+    "                      server gave it (default max(2, N/500))\n"
     "  --ramp SECONDS      power the devices on over this time (default:\n"
     "                      --poll)\n"
     "  --until COND        stop when: settled (every device idle with\n"
@@ -97,6 +101,13 @@ static const char usage[] =
     "                      confirmed and idle)\n"
     "  --settle SECONDS    how long 'settled' must hold (default 2 x --poll)\n"
     "  --duration SECONDS  stop after this long at the latest\n"
+    "\n"
+    "trust (default: the simulator's TEST root, vendor and class):\n"
+    "  --root-pub PEM      the product's root public key: devices trust it\n"
+    "                      instead of the TEST root (give it to 'fleet init'\n"
+    "                      and to every run on the same --dir)\n"
+    "  --vendor UUID       the devices' vendor ID\n"
+    "  --class UUID        the devices' class ID\n"
     "\n"
     "output:\n"
     "  --report FILE       JSON: totals and every device's final state\n"
@@ -195,7 +206,7 @@ enum {
     O_TAGS, O_IMAGE, O_IMAGE_SIZE, O_LAYOUT, O_SLOT, O_LIFECYCLE, O_ATTEMPTS,
     O_SEED, O_FAULTS, O_THREADS, O_SCALE, O_POLL, O_RAMP, O_UNTIL, O_SETTLE,
     O_DURATION, O_REPORT, O_CHECK, O_ADMIN, O_PID, O_LOG, O_LEVEL, O_QUIET,
-    O_COUNT
+    O_ROOT, O_VENDOR, O_CLASS, O_COUNT
 };
 
 static const struct {
@@ -212,7 +223,8 @@ static const struct {
     {"--until", 1},     {"--settle", 1},      {"--duration", 1},
     {"--report", 1},    {"--check-server", 0}, {"--admin-token", 1},
     {"--server-pid", 1}, {"--log", 1},        {"--log-level", 1},
-    {"--quiet", 0},
+    {"--quiet", 0},     {"--root-pub", 1},    {"--vendor", 1},
+    {"--class", 1},
 };
 
 /* Returns 0, 1 for --help, or EXIT_USAGE. */
@@ -301,6 +313,9 @@ static int parse_opts(const char *v[O_COUNT], struct fleet_opts *o, int init)
     o->fresh = v[O_FRESH] != NULL;
     o->check_server = v[O_CHECK] != NULL;
     o->quiet = v[O_QUIET] != NULL;
+    o->root_pub = v[O_ROOT];
+    o->vendor = v[O_VENDOR];
+    o->class_id = v[O_CLASS];
     if (!v[O_DEVICES])
         return bad("--devices is required");
     if (num("--devices", v[O_DEVICES], 1, FLEET_MAX_DEVICES, &x))
@@ -499,6 +514,8 @@ int fleet_main(int argc, char **argv)
         goto out;
     }
     f.keys_ok = 1;
+    if (f.o.root_pub && fleet_trust_root(&f))
+        goto out;
     if (f.o.log && !(f.log = fopen(f.o.log, "a"))) {
         fprintf(stderr, "nobrick-sim fleet: %s: cannot open the log\n",
                 f.o.log);

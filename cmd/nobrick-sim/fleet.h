@@ -153,6 +153,9 @@ struct fleet_opts {
     const char *image;       /* initial package, or NULL: built in */
     const char *report;      /* JSON report file */
     const char *log;         /* agent log lines */
+    const char *root_pub;    /* PEM: the product's root, not the TEST root */
+    const char *vendor;      /* UUID replacing the test vendor */
+    const char *class_id;    /* UUID replacing the test class */
     const char *id_prefix;
     uint32_t devices, first_id, threads;
     uint32_t image_size;     /* built-in initial image payload */
@@ -302,6 +305,10 @@ struct fleet {
     struct nb_openssl_crypto oc;  /* main thread's */
     struct nb_crypto crypto;
     struct nb_testkeys keys;      /* the TEST root: the devices' keystore */
+    /* --root-pub: the product's root; keys.keystore then answers it
+     * instead of the TEST root. */
+    uint8_t root_pub[NB_PUBKEY_LEN];
+    uint8_t root_kid[NB_KEY_ID_LEN];
     int keys_ok;
     struct nb_identity ids[FLEET_MAX_HW];
     struct nb_simflash_geometry geo;
@@ -399,5 +406,11 @@ void fleet_version_str(uint32_t packed, char *out);
 
 /* fleet.c */
 int fleet_main(int argc, char **argv);
+
+/* fleet_trust.c: --root-pub replaces the TEST root in keys.keystore;
+ * --vendor / --class replace the test identity's. 0 or -1 after a
+ * message. */
+int fleet_trust_root(struct fleet *f);
+int fleet_trust_identity(const struct fleet_opts *o, struct nb_identity *id);
 
 #endif

@@ -491,7 +491,8 @@ static json_t *device_json(struct fleet *f, const struct fleet_dev *d)
                         json_string(nb_agent_state_name(d->agent.state)));
     json_object_set_new(o, "last_outcome",
                         json_string(nb_agent_outcome_name(d->agent.outcome)));
-    json_object_set_new(o, "flash_ops", json_integer((json_int_t)r->flash_ops));
+    json_object_set_new(o, "flash_ops",
+                        json_integer((json_int_t)r->flash_ops));
     json_object_set_new(o, "violations",
                         json_integer((json_int_t)r->violations));
     json_object_set_new(o, "settled", json_boolean(d->pub.settled));

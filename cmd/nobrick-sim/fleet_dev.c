@@ -10,14 +10,14 @@
  * --dir, DIR/ID.agent).
  *
  * Time: a device's clock is the fleet's wall time since the start times
- * --time-scale, plus a skew of its own. When the agent is IDLE and would
- * sleep longer than --poll allows, the device's clock jumps to just
- * before its next check-in (a device that slept); a simulated stall moves
- * it on by the timeout the device waited. When a busy worker steps a
- * device late, the lateness is taken out of the device's clock: a real
- * device is never late for its own timers (an ack deadline, a backoff),
- * so the simulator's lag must not expire them. The clock never goes back
- * from what the device has seen.
+ * --time-scale, plus a skew of its own. When the agent is IDLE, its sleep
+ * until the next check-in lasts --poll/2 to --poll of wall time: its
+ * clock is set to reach the wake time then (a device that slept); a
+ * simulated stall moves it on by the timeout the device waited. When a
+ * busy worker steps a device late, the lateness is taken out of the
+ * device's clock: a real device is never late for its own timers (an ack
+ * deadline, a backoff), so the simulator's lag must not expire them. The
+ * clock never goes back from what the device has seen.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -224,7 +224,7 @@ static void publish(struct fleet_dev *d)
      * included), and the last cycle left nothing to do: up to date, or an
      * offer it will not try again. A device with a bad block keeps trying
      * an update its hardware may not take (and meets the faults of every
-     * attempt): settled unless it got further than the download. */
+     * attempt): settled unless its update verified (INSTALLING on). */
     uint8_t settled = 0;
     int polling = a->state == NB_AGENT_IDLE || a->state == NB_AGENT_CHECKIN;
     if (polling && a->cycles > 0)
@@ -233,9 +233,7 @@ static void publish(struct fleet_dev *d)
                    strcmp(a->memo.failed_rollout, a->offer.rollout) == 0 &&
                    strcmp(a->memo.failed_version, a->offer.version) == 0);
     if (d->bad_flags)
-        settled |= polling || a->state == NB_AGENT_POWER_ON ||
-                   a->state == NB_AGENT_FETCH_MANIFEST ||
-                   a->state == NB_AGENT_DOWNLOADING ||
+        settled |= a->state <= NB_AGENT_VERIFYING ||
                    a->state == NB_AGENT_FAILED;
     __atomic_store_n(&d->pub.state, a->state, __ATOMIC_RELAXED);
     __atomic_store_n(&d->pub.outcome, a->outcome, __ATOMIC_RELAXED);
@@ -324,8 +322,10 @@ void fleet_dev_stop(struct fleet_dev *d)
     fleet_api_close(d);
 }
 
-/* When the next step is due, in wall time; a sleeping device's clock
- * jumps to its next check-in. */
+/* When the next step is due, in wall time. An IDLE device sleeps until
+ * its next check-in for --poll/2 to --poll of wall time, whatever poll
+ * interval it was given: its clock is set so that it reaches the wake
+ * time then (it may stand still meanwhile; nothing looks at it). */
 static void schedule(struct fleet_dev *d)
 {
     struct fleet *f = d->f;
@@ -333,16 +333,10 @@ static void schedule(struct fleet_dev *d)
     uint64_t due = dev_to_wall(d, nb_agent_wake_ms(&d->agent));
     if (d->agent.state == NB_AGENT_IDLE) {
         uint64_t half = f->o.poll_ms / 2;
-        uint64_t lim = now + half + fleet_rng(&d->rng_agent) % (half + 1);
-        if (due > lim) {
-            /* device time at `lim` becomes the wake time */
-            uint64_t t = nb_agent_wake_ms(&d->agent);
-            int64_t sk = (int64_t)t - (int64_t)FLEET_CLOCK_BASE -
-                         scaled(f, lim);
-            if (sk > d->skew_ms)
-                d->skew_ms = sk;
-            due = dev_to_wall(d, t);
-        }
+        uint64_t at = now + half + fleet_rng(&d->rng_agent) % (half + 1);
+        uint64_t t = nb_agent_wake_ms(&d->agent);
+        d->skew_ms = (int64_t)t - (int64_t)FLEET_CLOCK_BASE - scaled(f, at);
+        due = dev_to_wall(d, t);
     }
     /* The connection goes with the step: a device waiting for its turn
      * must not hold one (a busy fleet would pile up idle connections at

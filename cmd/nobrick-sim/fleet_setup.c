@@ -94,6 +94,7 @@ static struct nb_simflash *make_golden(struct fleet *f, unsigned h,
         goto out;
     bound = 1;
     sd->identity = f->ids[h];
+    sd->cfg.keystore = &f->keys.keystore; /* the TEST root or --root-pub */
     err = simdev_check_file(sd, pkg->p, (uint32_t)pkg->len);
     what = "checking the initial package";
     if (!err) {
@@ -366,6 +367,8 @@ int fleet_devices_create(struct fleet *f)
     for (unsigned h = 0; h < f->o.hw_count; h++) {
         struct nb_identity *id = &f->ids[h];
         nb_testpkg_identity(id);
+        if (fleet_trust_identity(&f->o, id))
+            return -1;
         id->hw_rev_len = (uint8_t)strlen(f->o.hw[h].name);
         memcpy(id->hw_rev, f->o.hw[h].name, id->hw_rev_len);
     }
