@@ -61,24 +61,31 @@ ok() { checks=$((checks + 1)); }
 VENDOR=6ba7b810-9dad-11d1-80b4-00c04fd430c8
 CLASS=6ba7b811-9dad-11d1-80b4-00c04fd430c8
 
-# A product's keys and packages.
+# A product's keys and packages, made in stages whose steps run together.
 key() { "$TOOL" key "$@" >/dev/null 2>>tool.err || fail "nobrick key $1"; }
-signer() { # ROOT NAME: a signing key delegated by ROOT.pem
-    key generate --insecure-key-file "$2.pem"
-    key export-public --insecure-key-file "$2.pem" --out "$2.pub.pem"
+# together CMD...: the commands (for eval) at once; all must succeed.
+together() {
+    local c pids=() bad=0
+    for c in "$@"; do
+        eval "$c" &
+        pids+=($!)
+    done
+    for c in "${pids[@]}"; do wait "$c" || bad=1; done
+    [ "$bad" = 0 ] || fail "a step of: $* (tool.err: $(tail -n 3 tool.err))"
+}
+# Two roots; signer and signer2 (1.2.0 is signed with the second, so that
+# revoking the first leaves the running image valid) delegated by root;
+# other-signer by the other root (the same vendor and class).
+gen() { key generate --insecure-key-file "$1.pem"; }
+pub() { key export-public --insecure-key-file "$1.pem" --out "$1.pub.pem"; }
+delegate() { # ROOT SIGNER
     key delegate --insecure-key-file "$1.pem" --key-pub "$2.pub.pem" \
         --valid-days 30 --vendor "$VENDOR" --class "$CLASS" --out "$2.cose"
 }
-for r in root other-root; do
-    key generate --insecure-key-file "$r.pem"
-    key export-public --insecure-key-file "$r.pem" --out "$r.pub.pem"
-done
-signer root signer
-# A second signing key: 1.2.0 is signed with it, so that revoking the
-# first one leaves the running image valid.
-signer root signer2
-# A key of another root (the same vendor and class).
-signer other-root other-signer
+together "gen root" "gen other-root" "gen signer" "gen signer2" "gen other-signer"
+together "pub root" "pub other-root" "pub signer" "pub signer2" "pub other-signer"
+together "delegate root signer" "delegate root signer2" \
+    "delegate other-root other-signer"
 head -c 150000 /dev/urandom >fw1.bin
 head -c 170000 /dev/urandom >fw2.bin
 head -c 10000 /dev/urandom >fw3.bin
@@ -89,16 +96,18 @@ pkg() { # VERSION SVN KEY IN OUT
         --vendor "$VENDOR" --class "$CLASS" --out "$5" >/dev/null 2>>tool.err ||
         fail "package $1"
 }
-pkg 1.1.0 1 signer fw1.bin p1.nbpkg
-pkg 1.2.0 2 signer2 fw2.bin p2.nbpkg
-pkg 1.3.0 3 other-signer fw3.bin p3.nbpkg
-pkg 1.4.0 4 signer fw4.bin p4.nbpkg
 # The root revokes the first signing key.
-kid=$("$TOOL" key export-public --insecure-key-file signer.pem \
-    --out kid.pem 2>/dev/null | sed -n 's/.*key ID \([0-9a-f]*\).*/\1/p')
-[ -n "$kid" ] || fail "no key ID for signer.pem"
-"$TOOL" key revoke --insecure-key-file root.pem --seq 1 --key-id "$kid" \
-    --out art/rev1.cose >/dev/null 2>&1 || fail "key revoke"
+revoke() {
+    local kid
+    kid=$("$TOOL" key export-public --insecure-key-file signer.pem \
+        --out kid.pem 2>/dev/null | sed -n 's/.*key ID \([0-9a-f]*\).*/\1/p')
+    [ -n "$kid" ] || fail "no key ID for signer.pem"
+    "$TOOL" key revoke --insecure-key-file root.pem --seq 1 --key-id "$kid" \
+        --out art/rev1.cose >/dev/null 2>&1 || fail "key revoke"
+}
+together "pkg 1.1.0 1 signer fw1.bin p1.nbpkg" "pkg 1.2.0 2 signer2 fw2.bin p2.nbpkg" \
+    "pkg 1.3.0 3 other-signer fw3.bin p3.nbpkg" "pkg 1.4.0 4 signer fw4.bin p4.nbpkg" \
+    revoke
 
 # ------------------------------------------------------------- the server
 

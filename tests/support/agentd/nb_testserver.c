@@ -1,5 +1,18 @@
 /* nb_testserver.c - nb-testserver: a small device-API server for the
- * agent's tests (issue 4), until nobrick-server (issue 5) replaces it.
+ * agent's tests (issue 4).
+ *
+ * The agent's end-to-end tests of what a correct server does run against
+ * the real nobrick-server (tests/test_agent_server.sh,
+ * tests/test_agent_roots.sh). This server is still used where a test
+ * needs a server that misbehaves on purpose, or offers what nobrick-server
+ * never offers, through the control API below:
+ *   - tests/test_agent_e2e.sh: an offer for another hardware revision,
+ *     health acknowledgements dropped, artifacts answered 403/404/503,
+ *     check-ins dropped or held unanswered;
+ *   - tests/test_agent_ftp.sh: the device API while vsftpd serves the
+ *     packages (not moved to nobrick-server yet);
+ *   - tests/test_fleet.sh: nobrick-sim fleet's offers and faults;
+ *   - tests/test_testserver.sh: this server's own test.
  *
  * Implements docs/device-api.md on libmicrohttpd (one thread per
  * connection) and jansson: check-in, reports, health report and
