@@ -571,6 +571,17 @@ static enum verdict do_report(struct dctx *x, struct srv_resp *resp)
     nb_err err;
     if (v != V_COMMIT)
         return v;
+    /* A final state stays final: a late or repeated report must not undo
+     * it (and make the device offered again). Only a revert may follow
+     * (a trial that failed, or a confirm record cut by power). The report
+     * is still logged. */
+    if (srv_devro_final(d.state) && strcmp(state, "reverted") != 0) {
+        err = log_event(x, rollout, "report");
+        if (err)
+            return dberr(x, err);
+        srv_resp_json(resp, 200, json_pack("{s:b}", "ok", 1));
+        return V_COMMIT;
+    }
     snprintf(d.state, sizeof d.state, "%s", state);
     d.updated_at = x->now;
     if (json_is_integer(json_object_get(b, "bytes")))
