@@ -501,6 +501,19 @@ static void test_device_rollouts(void **state)
 
 /* ------------------------------------------------------------ refresh */
 
+/* Package pkg-a and a rollout of it created at 1000: 10 % and 50 % held
+ * 60 s each, then 100 %; pause above 20 % from 2 attempts on. */
+static void three_step_rollout(struct nb_db_conn *c, char id[SRV_ST_ID])
+{
+    srvtest_package(c, "pkg-a", "1.1.0", 2, "production");
+    srvtest_rollout(c, "pkg-a", NULL,
+                    "{\"schedule\": [{\"percent\": 10, \"hold\": \"60s\"},"
+                    " {\"percent\": 50, \"hold\": \"60s\"}, {\"percent\": 100}],"
+                    " \"windows\": \"always\", \"failure_threshold\": \"20%\","
+                    " \"min_attempted\": 2, \"silent_timeout\": \"1h\"}",
+                    1000, id);
+}
+
 static void test_refresh_advance_pause(void **state)
 {
     struct nb_db_conn *c = conn(state);
@@ -509,13 +522,7 @@ static void test_refresh_advance_pause(void **state)
     char id[SRV_ST_ID];
     int changed = 0;
     assert_non_null(r);
-    srvtest_package(c, "pkg-a", "1.1.0", 2, "production");
-    srvtest_rollout(c, "pkg-a", NULL,
-                    "{\"schedule\": [{\"percent\": 10, \"hold\": \"60s\"},"
-                    " {\"percent\": 50, \"hold\": \"60s\"}, {\"percent\": 100}],"
-                    " \"windows\": \"always\", \"failure_threshold\": \"20%\","
-                    " \"min_attempted\": 2, \"silent_timeout\": \"1h\"}",
-                    1000, id);
+    three_step_rollout(c, id);
     OK(srv_store_rollout_refresh(c, id, 1030, SRV_RF_ALL, &changed, r));
     assert_false(changed);
     assert_int_equal(r->step, 0);
@@ -560,13 +567,7 @@ static void test_refresh_judges_before_advancing(void **state)
     char id[SRV_ST_ID];
     int changed = 0;
     assert_non_null(r);
-    srvtest_package(c, "pkg-a", "1.1.0", 2, "production");
-    srvtest_rollout(c, "pkg-a", NULL,
-                    "{\"schedule\": [{\"percent\": 10, \"hold\": \"60s\"},"
-                    " {\"percent\": 50, \"hold\": \"60s\"}, {\"percent\": 100}],"
-                    " \"windows\": \"always\", \"failure_threshold\": \"20%\","
-                    " \"min_attempted\": 2, \"silent_timeout\": \"1h\"}",
-                    1000, id);
+    three_step_rollout(c, id);
     /* Step 0 goes bad; nobody looks until its hold is long over. */
     for (int i = 0; i < 4; i++) {
         char dev[16];
@@ -590,13 +591,7 @@ static void test_refresh_judges_previous_step(void **state)
     char id[SRV_ST_ID];
     int changed = 0;
     assert_non_null(r);
-    srvtest_package(c, "pkg-a", "1.1.0", 2, "production");
-    srvtest_rollout(c, "pkg-a", NULL,
-                    "{\"schedule\": [{\"percent\": 10, \"hold\": \"60s\"},"
-                    " {\"percent\": 50, \"hold\": \"60s\"}, {\"percent\": 100}],"
-                    " \"windows\": \"always\", \"failure_threshold\": \"20%\","
-                    " \"min_attempted\": 2, \"silent_timeout\": \"1h\"}",
-                    1000, id);
+    three_step_rollout(c, id);
     for (int i = 0; i < 4; i++) {
         char dev[16];
         snprintf(dev, sizeof dev, "a-%d", i);
